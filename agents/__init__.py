@@ -1,0 +1,1 @@
+"""Floe agents: the data-path daemons. Each role wires shared runtime components (see agents/runtime)."""

@@ -1,0 +1,1 @@
+"""Authentication and authorization: API keys, passwords, JWTs, principals and their permissions."""

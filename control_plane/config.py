@@ -1,0 +1,63 @@
+"""Control-plane settings. Precedence: CLI flag > ``FLOE_*`` env > YAML file > default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from floe.settings import parse_host_port, setting
+
+__all__ = ["LOG_LEVELS", "ControlPlaneSettings"]
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class ControlPlaneSettings:
+    """Every setting of ``floe control-plane``."""
+
+    data_dir: Path = setting(Path("floe-data"), "Directory for the database, keys and admin.key.")
+    grpc_listen: str = setting("127.0.0.1:9090", "gRPC address (host:port; port 0 picks one).", kind="host_port")
+    http_listen: str = setting(
+        "127.0.0.1:9091", "HTTP address for health probes, metrics and the dashboard.", kind="host_port"
+    )
+    store_url: str = setting(
+        "sqlite:///control-plane.db", "State store; sqlite:///FILE is relative to data_dir, sqlite:////ABS absolute."
+    )
+    jwt_key_file: Path | None = setting(
+        None, "Ed25519 PEM signing key for access tokens; default data_dir/jwt-signing.pem (created if missing)."
+    )
+    access_token_ttl: float = setting(900.0, "Lifetime of access tokens (JWT).", kind="duration")
+    refresh_token_ttl: float = setting(7 * 86400.0, "Lifetime of refresh tokens (sign-in sessions).", kind="duration")
+    auth_failure_burst: int = setting(20, "Failed authentications allowed at once per client address.")
+    auth_failure_rate: float = setting(1.0, "Failed authentications refilled per second per client address.")
+    key_recheck_interval: float = setting(
+        5.0, "How often a cached API key is re-read from the store (revocation on other replicas).", kind="duration"
+    )
+    drain_timeout: float = setting(30.0, "On SIGTERM, how long in-flight calls may finish.", kind="duration")
+    max_message_bytes: int = setting(4 * 1024 * 1024, "Largest gRPC message accepted or sent.")
+    log_level: str = setting("info", "debug, info, warning or error.")
+    log_format: str = setting("auto", "auto (JSON unless a terminal), json or text.")
+
+    def __post_init__(self) -> None:
+        parse_host_port(self.grpc_listen)
+        parse_host_port(self.http_listen)
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise ValueError(f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+        if self.log_format not in ("auto", "json", "text"):
+            raise ValueError(f"log_format: {self.log_format!r} is not auto, json or text")
+        for name in ("access_token_ttl", "refresh_token_ttl", "key_recheck_interval"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: must be greater than zero")
+        if self.auth_failure_burst < 1 or self.auth_failure_rate <= 0:
+            raise ValueError("auth_failure_burst / auth_failure_rate: must be positive")
+        if self.max_message_bytes < 64 * 1024:
+            raise ValueError("max_message_bytes: must be at least 65536")
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.jwt_key_file or self.data_dir / "jwt-signing.pem"
+
+    @property
+    def admin_key_path(self) -> Path:
+        return self.data_dir / "admin.key"

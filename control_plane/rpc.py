@@ -1,0 +1,201 @@
+"""The one layer every RPC passes through: authentication, error mapping and metrics.
+
+Servicers raise the domain errors of ``core.errors``; this layer turns them into a canonical
+gRPC status with a ``google.rpc.Status`` detail (``ErrorInfo``, ``BadRequest`` with every field
+violation, ``RetryInfo``) so SDKs and grpcurl see a reason they can act on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from prometheus_client import Counter, Histogram
+
+from control_plane.auth.authenticator import Authenticator
+from control_plane.auth.principal import current_principal
+from control_plane.core.errors import ERROR_DOMAIN, FloeError
+
+__all__ = ["PUBLIC_METHODS", "FloeInterceptor", "status_details"]
+
+log = logging.getLogger(__name__)
+
+#: Methods that need no credential.
+PUBLIC_METHODS = frozenset(
+    {
+        "/floe.v1.AuthService/Login",
+        "/floe.v1.AuthService/RefreshToken",
+        "/floe.v1.AuthService/Logout",
+    }
+)
+_PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+
+HANDLED = Counter(
+    "grpc_server_handled_total",
+    "RPCs completed on the server, by method and status code.",
+    ["grpc_service", "grpc_method", "grpc_code"],
+)
+LATENCY = Histogram(
+    "grpc_server_handling_seconds",
+    "Time to handle an RPC (for streams: the whole stream).",
+    ["grpc_service", "grpc_method"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+
+def status_details(err: FloeError) -> bytes:
+    """The serialized ``google.rpc.Status`` for ``grpc-status-details-bin``."""
+    details = []
+    info = error_details_pb2.ErrorInfo(reason=err.reason, domain=ERROR_DOMAIN, metadata=err.metadata)
+    details.append(info)
+    if err.violations:
+        details.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                    for v in err.violations
+                ]
+            )
+        )
+    if err.retry_after is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(err.retry_after * 1e9))
+        details.append(error_details_pb2.RetryInfo(retry_delay=delay))
+    packed = []
+    for d in details:
+        a = any_pb2.Any()
+        a.Pack(d)
+        packed.append(a)
+    code = getattr(code_pb2, err.code.name)
+    return status_pb2.Status(code=code, message=err.message, details=packed).SerializeToString()
+
+
+def _split(method: str) -> tuple[str, str]:
+    _, service, name = method.split("/", 2)
+    return service, name
+
+
+class _Call:
+    """Per-method wrapper state shared by the unary and streaming paths."""
+
+    def __init__(self, method: str, authenticator: Authenticator) -> None:
+        self.service, self.name = _split(method)
+        self.public = method in PUBLIC_METHODS or method.startswith(_PUBLIC_PREFIXES)
+        self.auth = authenticator
+        self.latency = LATENCY.labels(self.service, self.name)
+        self._counters: dict[str, Any] = {}
+
+    def count(self, code: str) -> None:
+        counter = self._counters.get(code)
+        if counter is None:
+            counter = self._counters[code] = HANDLED.labels(self.service, self.name, code)
+        counter.inc()
+
+    async def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        if self.public:
+            return
+        authorization = None
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization":
+                authorization = value if isinstance(value, str) else value.decode()
+                break
+        principal = await self.auth.authenticate(authorization, context.peer())
+        current_principal.set(principal)
+
+    async def fail(self, context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> str:
+        """Abort the call for ``exc``; returns the code name for metrics (re-raises aborts)."""
+        if isinstance(exc, FloeError):
+            code = exc.code
+            message = exc.message
+            trailer = (("grpc-status-details-bin", status_details(exc)),)
+        else:
+            log.error("Unhandled error in RPC", extra={"method": f"{self.service}/{self.name}"}, exc_info=exc)
+            code = grpc.StatusCode.INTERNAL
+            message = "Internal error; the server log has the details."
+            trailer = ()
+        self.count(code.name)
+        await context.abort(code, message, trailing_metadata=trailer)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+class FloeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Wraps every handler with authentication, error mapping and metrics."""
+
+    def __init__(self, authenticator: Authenticator) -> None:
+        self._auth = authenticator
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        cached = self._wrapped.get(details.method)
+        if cached is not None:
+            return cached
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        wrapped = self._wrap(details.method, handler)
+        self._wrapped[details.method] = wrapped
+        return wrapped
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        call = _Call(method, self._auth)
+        kwargs = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(_unary(call, handler.unary_unary), **kwargs)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(_streaming(call, handler.unary_stream), **kwargs)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(_unary(call, handler.stream_unary), **kwargs)
+        return grpc.stream_stream_rpc_method_handler(_streaming(call, handler.stream_stream), **kwargs)
+
+
+def _unary(call: _Call, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    async def run(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        start = time.perf_counter()
+        try:
+            await call.authenticate(context)
+            response = await behavior(request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await call.fail(context, exc)
+        finally:
+            call.latency.observe(time.perf_counter() - start)
+        code = context.code()
+        call.count(code.name if isinstance(code, grpc.StatusCode) else "OK")
+        return response
+
+    return run
+
+
+def _streaming(call: _Call, behavior: Callable[..., Any]) -> Callable[..., AsyncIterator[Any]]:
+    async def run(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        start = time.perf_counter()
+        try:
+            await call.authenticate(context)
+            result = behavior(request, context)
+            if hasattr(result, "__aiter__"):
+                async for item in result:
+                    yield item
+            else:
+                await result
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await call.fail(context, exc)
+        finally:
+            call.latency.observe(time.perf_counter() - start)
+        call.count("OK")
+
+    return run

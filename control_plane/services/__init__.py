@@ -1,0 +1,1 @@
+"""Thin gRPC servicers: parse the request, check the principal, call the store, build the reply."""

@@ -1,0 +1,56 @@
+"""Helpers shared by the servicers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from control_plane.auth.principal import Principal, current_principal
+from control_plane.core.errors import FieldViolation, InvalidArgument, Unauthenticated
+from control_plane.core.pagination import Page
+from control_plane.store import Record, Store
+
+__all__ = ["fetch_page", "principal", "require"]
+
+T = TypeVar("T")
+
+
+def principal() -> Principal:
+    """The caller of the current RPC (set by the auth layer)."""
+    try:
+        return current_principal.get()
+    except LookupError as exc:  # a public method called a private helper: a bug, fail closed
+        raise Unauthenticated("This call needs a credential.") from exc
+
+
+def require(violations: Sequence[FieldViolation | None]) -> None:
+    """Raise INVALID_ARGUMENT naming every violation, if any."""
+    found = [v for v in violations if v is not None]
+    if found:
+        raise InvalidArgument.from_violations(found)
+
+
+async def fetch_page(
+    store: Store,
+    collection: str,
+    page: Page,
+    *,
+    parent: str | None,
+    keep: Callable[[Record], bool] = lambda r: True,
+) -> tuple[list[Record], str]:
+    """One page of records that pass ``keep``, and the next page token.
+
+    Reads past filtered-out records so a page is full whenever more results exist.
+    """
+    out: list[Record] = []
+    after = page.after
+    batch = max(page.size + 1, 100)
+    while len(out) <= page.size:
+        rows = await store.list(collection, parent=parent, after=after, limit=batch)
+        out.extend(r for r in rows if keep(r))
+        if len(rows) < batch:
+            break
+        after = rows[-1].name
+    has_more = len(out) > page.size
+    out = out[: page.size]
+    return out, page.next_token([r.name for r in out], has_more)

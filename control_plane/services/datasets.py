@@ -1,0 +1,131 @@
+"""floe.v1.DatasetService."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from floe.v1 import datasets_pb2, datasets_pb2_grpc, tenants_pb2
+
+from control_plane.core.datasets import apply_defaults, port_conflicts, validate_dataset
+from control_plane.core.errors import Aborted, AlreadyExists, FailedPrecondition, FieldViolation, NotFound
+from control_plane.core.fieldmask import apply_update_mask
+from control_plane.core.names import check_id, dataset_name, parse_dataset_name, parse_tenant_name
+from control_plane.core.pagination import page_request
+from control_plane.core.resources import expected_revision, from_record, to_body
+from control_plane.services.common import fetch_page, principal, require
+from control_plane.services.tenants import validate_labels
+from control_plane.store import Store, Transaction
+
+__all__ = ["DatasetServicer"]
+
+Dataset = datasets_pb2.Dataset
+UPDATABLE = (
+    "display_name",
+    "description",
+    "source",
+    "data_hint",
+    "transformations",
+    "destination",
+    "proxy",
+    "active",
+    "testing",
+    "retention",
+    "labels",
+)
+
+
+async def _check(tx: Transaction, ds: Dataset, tenant_id: str) -> None:
+    """Validate ``ds`` against the rules and against the tenant's other datasets."""
+    apply_defaults(ds)
+    violations = validate_dataset(ds)
+    violations += validate_labels(ds.labels, "dataset.labels")
+    for i, step in enumerate(ds.transformations):
+        if step.WhichOneof("kind") == "route":
+            target = step.route.dataset
+            if target.startswith("tenants/") and not target.startswith(f"tenants/{tenant_id}/"):
+                violations.append(
+                    FieldViolation(f"dataset.transformations[{i}].route.dataset", "must be a dataset of the same tenant")
+                )
+    if not violations:
+        others = [from_record(r, Dataset) for r in await tx.list_all("datasets")]
+        violations += port_conflicts(ds, others)
+    require(violations)
+
+
+class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def CreateDataset(self, request: datasets_pb2.CreateDatasetRequest, context: Any) -> Any:
+        tenant_id = parse_tenant_name(request.parent, "parent")
+        principal().require_write(tenant_id, request.parent)
+        require([check_id(request.dataset_id, "dataset_id")])
+        ds = Dataset()
+        ds.CopyFrom(request.dataset)
+        name = dataset_name(tenant_id, request.dataset_id)
+        ds.name = name
+        async with self._store.transaction() as tx:
+            tenant = await tx.get(request.parent)
+            if tenant is None:
+                raise NotFound(f"{request.parent} does not exist.")
+            if tenants_pb2.Tenant.FromString(tenant.body).state == tenants_pb2.Tenant.STATE_SUSPENDED:
+                raise FailedPrecondition(f"{request.parent} is suspended.", reason="TENANT_SUSPENDED")
+            await _check(tx, ds, tenant_id)
+            if request.validate_only:
+                if await tx.get(name) is not None:
+                    raise AlreadyExists(f"{name} already exists.")
+                return datasets_pb2.CreateDatasetResponse(dataset=ds)
+            record = await tx.create(name, "datasets", request.parent, to_body(ds))
+        return datasets_pb2.CreateDatasetResponse(dataset=from_record(record, Dataset))
+
+    async def GetDataset(self, request: datasets_pb2.GetDatasetRequest, context: Any) -> Any:
+        tenant_id, _ = parse_dataset_name(request.name)
+        principal().require_read(tenant_id, request.name)
+        record = await self._store.get(request.name)
+        if record is None:
+            raise NotFound(f"{request.name} does not exist.")
+        return datasets_pb2.GetDatasetResponse(dataset=from_record(record, Dataset))
+
+    async def ListDatasets(self, request: datasets_pb2.ListDatasetsRequest, context: Any) -> Any:
+        caller = principal()
+        page = page_request(request.page_size, request.page_token, request.parent)
+        if request.parent == "tenants/-":
+            caller.require_read(caller.tenant or "", "datasets")
+            if caller.tenant is not None:
+                parent: str | None = f"tenants/{caller.tenant}"
+            else:
+                parent = None
+        else:
+            tenant_id = parse_tenant_name(request.parent, "parent")
+            caller.require_read(tenant_id, request.parent)
+            parent = request.parent
+        records, token = await fetch_page(self._store, "datasets", page, parent=parent)
+        return datasets_pb2.ListDatasetsResponse(
+            datasets=[from_record(r, Dataset) for r in records], next_page_token=token
+        )
+
+    async def UpdateDataset(self, request: datasets_pb2.UpdateDatasetRequest, context: Any) -> Any:
+        name = request.dataset.name
+        tenant_id, _ = parse_dataset_name(name, "dataset.name")
+        principal().require_write(tenant_id, name)
+        expected = expected_revision(request.dataset.etag, "dataset.etag")
+        async with self._store.transaction() as tx:
+            record = await tx.get(name)
+            if record is None:
+                raise NotFound(f"{name} does not exist.")
+            ds = from_record(record, Dataset)
+            apply_update_mask(ds, request.dataset, request.update_mask, UPDATABLE, prefix="dataset")
+            await _check(tx, ds, tenant_id)
+            if expected is not None and expected != record.revision:
+                raise Aborted(f"{name} was changed by someone else (etag is stale): read it again and retry.")
+            if request.validate_only:
+                return datasets_pb2.UpdateDatasetResponse(dataset=ds)
+            updated = await tx.update(name, to_body(ds), expected_revision=record.revision)
+        return datasets_pb2.UpdateDatasetResponse(dataset=from_record(updated, Dataset))
+
+    async def DeleteDataset(self, request: datasets_pb2.DeleteDatasetRequest, context: Any) -> Any:
+        tenant_id, _ = parse_dataset_name(request.name)
+        principal().require_write(tenant_id, request.name)
+        async with self._store.transaction() as tx:
+            await tx.delete(request.name, expected_revision=expected_revision(request.etag))
+        return datasets_pb2.DeleteDatasetResponse()

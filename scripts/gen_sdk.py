@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Generate the Python protobuf, gRPC and type-stub code in ``sdk/floe/v1`` from ``proto/``.
+
+This is the only way generated code enters the repository. ``--check`` regenerates into a
+temporary directory and exits 1 when the committed files differ (CI and a test run it).
+
+Usage:
+    python scripts/gen_sdk.py           # rewrite sdk/floe/v1
+    python scripts/gen_sdk.py --check   # fail when sdk/floe/v1 is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTO_ROOT = ROOT / "proto"
+OUT_ROOT = ROOT / "sdk"
+PACKAGE_DIR = Path("floe") / "v1"
+INIT_TEXT = '"""Generated from proto/floe/v1 by scripts/gen_sdk.py. Do not edit."""\n'
+
+
+def _plugin(name: str) -> str:
+    """Find a protoc plugin next to this interpreter, falling back to PATH."""
+    candidate = Path(sysconfig.get_path("scripts")) / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if not found:
+        raise SystemExit(f"{name} not found: install the dev extras (pip install -e '.[dev]').")
+    return found
+
+
+def generate(out_root: Path) -> None:
+    protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / PACKAGE_DIR).glob("*.proto"))
+    target = out_root / PACKAGE_DIR
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "grpc_tools.protoc",
+        f"--proto_path={PROTO_ROOT}",
+        f"--python_out={out_root}",
+        f"--grpc_python_out={out_root}",
+        f"--mypy_out={out_root}",
+        f"--mypy_grpc_out={out_root}",
+        f"--plugin=protoc-gen-mypy={_plugin('protoc-gen-mypy')}",
+        f"--plugin=protoc-gen-mypy_grpc={_plugin('protoc-gen-mypy_grpc')}",
+        *protos,
+    ]
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    (target / "__init__.py").write_text(INIT_TEXT)
+    (target / "py.typed").write_text("")
+
+
+def _diff(a: Path, b: Path) -> list[str]:
+    names = sorted({p.name for p in a.iterdir()} | {p.name for p in b.iterdir()})
+    stale = []
+    for name in names:
+        pa, pb = a / name, b / name
+        if not (pa.exists() and pb.exists()) or not filecmp.cmp(pa, pb, shallow=False):
+            stale.append(name)
+    return stale
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="fail when the committed code is stale")
+    args = parser.parse_args()
+    if not args.check:
+        generate(OUT_ROOT)
+        print(f"Generated {OUT_ROOT / PACKAGE_DIR}")
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        generate(Path(tmp))
+        committed = OUT_ROOT / PACKAGE_DIR
+        if not committed.exists():
+            print(f"{committed} is missing: run python scripts/gen_sdk.py", file=sys.stderr)
+            return 1
+        stale = _diff(Path(tmp) / PACKAGE_DIR, committed)
+    if stale:
+        print("Generated code is stale: " + ", ".join(stale) + ". Run python scripts/gen_sdk.py.", file=sys.stderr)
+        return 1
+    print("Generated code is up to date.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

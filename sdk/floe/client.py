@@ -1,0 +1,387 @@
+"""Typed client for the Floe control plane.
+
+``AsyncClient`` is the client; ``Client`` is a blocking facade that runs it on a private event
+loop thread. Both retry UNAVAILABLE with jittered backoff, apply a per-call deadline, and raise
+``floe.errors.RpcError``::
+
+    async with AsyncClient("127.0.0.1:9090", api_key=key) as c:
+        tenant = await c.tenants.create("acme", display_name="ACME")
+
+    with Client(api_key=key) as c:
+        for t in c.tenants.list():
+            print(t.name)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import random
+import threading
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import duration_pb2, field_mask_pb2
+
+from floe.errors import RpcError, from_grpc_error
+from floe.v1 import (
+    common_pb2,
+    datasets_pb2,
+    datasets_pb2_grpc,
+    health_pb2,
+    health_pb2_grpc,
+    keys_pb2,
+    keys_pb2_grpc,
+    tenants_pb2,
+    tenants_pb2_grpc,
+    users_pb2,
+    users_pb2_grpc,
+)
+
+__all__ = ["DEFAULT_TARGET", "AsyncClient", "Client"]
+
+DEFAULT_TARGET = "127.0.0.1:9090"
+R = TypeVar("R")
+_RETRYABLE = {grpc.StatusCode.UNAVAILABLE}
+
+
+def _name(value: str, collection: str) -> str:
+    """Accept ``acme`` or ``tenants/acme``."""
+    return value if value.startswith(f"{collection}/") else f"{collection}/{value}"
+
+
+def _mask(paths: list[str] | None) -> field_mask_pb2.FieldMask:
+    return field_mask_pb2.FieldMask(paths=paths or [])
+
+
+class _Api:
+    def __init__(self, client: AsyncClient) -> None:
+        self._c = client
+
+
+class TenantsApi(_Api):
+    async def create(
+        self, tenant_id: str, *, display_name: str = "", description: str = "", labels: dict[str, str] | None = None
+    ) -> tenants_pb2.Tenant:
+        tenant = tenants_pb2.Tenant(display_name=display_name, description=description, labels=labels or {})
+        req = tenants_pb2.CreateTenantRequest(tenant_id=tenant_id, tenant=tenant)
+        return (await self._c.call(self._c.stubs.tenants.CreateTenant, req)).tenant
+
+    async def get(self, name: str) -> tenants_pb2.Tenant:
+        req = tenants_pb2.GetTenantRequest(name=_name(name, "tenants"))
+        return (await self._c.call(self._c.stubs.tenants.GetTenant, req)).tenant
+
+    async def list_page(self, page_size: int = 0, page_token: str = "") -> tenants_pb2.ListTenantsResponse:
+        req = tenants_pb2.ListTenantsRequest(page_size=page_size, page_token=page_token)
+        return await self._c.call(self._c.stubs.tenants.ListTenants, req)
+
+    async def list(self) -> list[tenants_pb2.Tenant]:
+        """Every visible tenant, following page tokens."""
+        out: list[tenants_pb2.Tenant] = []
+        token = ""
+        while True:
+            page = await self.list_page(page_size=500, page_token=token)
+            out.extend(page.tenants)
+            token = page.next_page_token
+            if not token:
+                return out
+
+    async def update(self, tenant: tenants_pb2.Tenant, paths: list[str] | None = None) -> tenants_pb2.Tenant:
+        req = tenants_pb2.UpdateTenantRequest(tenant=tenant, update_mask=_mask(paths))
+        return (await self._c.call(self._c.stubs.tenants.UpdateTenant, req)).tenant
+
+    async def delete(self, name: str, *, force: bool = False, etag: str = "") -> None:
+        req = tenants_pb2.DeleteTenantRequest(name=_name(name, "tenants"), force=force, etag=etag)
+        await self._c.call(self._c.stubs.tenants.DeleteTenant, req)
+
+
+class DatasetsApi(_Api):
+    async def create(
+        self, parent: str, dataset_id: str, dataset: datasets_pb2.Dataset, *, validate_only: bool = False
+    ) -> datasets_pb2.Dataset:
+        req = datasets_pb2.CreateDatasetRequest(
+            parent=_name(parent, "tenants"), dataset_id=dataset_id, dataset=dataset, validate_only=validate_only
+        )
+        return (await self._c.call(self._c.stubs.datasets.CreateDataset, req)).dataset
+
+    async def get(self, name: str) -> datasets_pb2.Dataset:
+        req = datasets_pb2.GetDatasetRequest(name=name)
+        return (await self._c.call(self._c.stubs.datasets.GetDataset, req)).dataset
+
+    async def list_page(
+        self, parent: str = "tenants/-", page_size: int = 0, page_token: str = ""
+    ) -> datasets_pb2.ListDatasetsResponse:
+        req = datasets_pb2.ListDatasetsRequest(
+            parent=_name(parent, "tenants"), page_size=page_size, page_token=page_token
+        )
+        return await self._c.call(self._c.stubs.datasets.ListDatasets, req)
+
+    async def list(self, parent: str = "tenants/-") -> list[datasets_pb2.Dataset]:
+        out: list[datasets_pb2.Dataset] = []
+        token = ""
+        while True:
+            page = await self.list_page(parent, page_size=500, page_token=token)
+            out.extend(page.datasets)
+            token = page.next_page_token
+            if not token:
+                return out
+
+    async def update(
+        self, dataset: datasets_pb2.Dataset, paths: list[str] | None = None, *, validate_only: bool = False
+    ) -> datasets_pb2.Dataset:
+        req = datasets_pb2.UpdateDatasetRequest(dataset=dataset, update_mask=_mask(paths), validate_only=validate_only)
+        return (await self._c.call(self._c.stubs.datasets.UpdateDataset, req)).dataset
+
+    async def delete(self, name: str, *, etag: str = "") -> None:
+        await self._c.call(self._c.stubs.datasets.DeleteDataset, datasets_pb2.DeleteDatasetRequest(name=name, etag=etag))
+
+
+class KeysApi(_Api):
+    async def create(
+        self,
+        role: int,
+        *,
+        tenant: str = "",
+        kind: int = keys_pb2.KEY_KIND_UNSPECIFIED,
+        display_name: str = "",
+        key_id: str = "",
+    ) -> tuple[keys_pb2.ApiKey, str]:
+        """Create a key; returns it and its secret (shown this once)."""
+        key = keys_pb2.ApiKey(
+            role=role, tenant=_name(tenant, "tenants") if tenant else "", kind=kind, display_name=display_name
+        )
+        resp = await self._c.call(
+            self._c.stubs.keys.CreateApiKey, keys_pb2.CreateApiKeyRequest(api_key=key, api_key_id=key_id)
+        )
+        return resp.api_key, resp.secret
+
+    async def get(self, name: str) -> keys_pb2.ApiKey:
+        req = keys_pb2.GetApiKeyRequest(name=_name(name, "keys"))
+        return (await self._c.call(self._c.stubs.keys.GetApiKey, req)).api_key
+
+    async def list_page(
+        self, *, tenant: str = "", kind: int = 0, show_revoked: bool = False, page_size: int = 0, page_token: str = ""
+    ) -> keys_pb2.ListApiKeysResponse:
+        req = keys_pb2.ListApiKeysRequest(
+            tenant=_name(tenant, "tenants") if tenant else "",
+            kind=kind,
+            show_revoked=show_revoked,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        return await self._c.call(self._c.stubs.keys.ListApiKeys, req)
+
+    async def list(self, *, tenant: str = "", kind: int = 0, show_revoked: bool = False) -> list[keys_pb2.ApiKey]:
+        out: list[keys_pb2.ApiKey] = []
+        token = ""
+        while True:
+            page = await self.list_page(
+                tenant=tenant, kind=kind, show_revoked=show_revoked, page_size=500, page_token=token
+            )
+            out.extend(page.api_keys)
+            token = page.next_page_token
+            if not token:
+                return out
+
+    async def revoke(self, name: str) -> keys_pb2.ApiKey:
+        req = keys_pb2.RevokeApiKeyRequest(name=_name(name, "keys"))
+        return (await self._c.call(self._c.stubs.keys.RevokeApiKey, req)).api_key
+
+    async def rotate(self, name: str, *, grace_seconds: float = 0) -> keys_pb2.RotateApiKeyResponse:
+        req = keys_pb2.RotateApiKeyRequest(name=_name(name, "keys"))
+        if grace_seconds:
+            req.grace_period.CopyFrom(duration_pb2.Duration(seconds=int(grace_seconds)))
+        return await self._c.call(self._c.stubs.keys.RotateApiKey, req)
+
+
+class UsersApi(_Api):
+    async def create(
+        self, user_id: str, password: str, *, role: int, tenant: str = "", display_name: str = ""
+    ) -> users_pb2.User:
+        user = users_pb2.User(role=role, tenant=_name(tenant, "tenants") if tenant else "", display_name=display_name)
+        req = users_pb2.CreateUserRequest(user_id=user_id, user=user, password=password)
+        return (await self._c.call(self._c.stubs.users.CreateUser, req)).user
+
+    async def get(self, name: str) -> users_pb2.User:
+        req = users_pb2.GetUserRequest(name=_name(name, "users"))
+        return (await self._c.call(self._c.stubs.users.GetUser, req)).user
+
+    async def list(self) -> list[users_pb2.User]:
+        out: list[users_pb2.User] = []
+        token = ""
+        while True:
+            req = users_pb2.ListUsersRequest(page_size=500, page_token=token)
+            page = await self._c.call(self._c.stubs.users.ListUsers, req)
+            out.extend(page.users)
+            token = page.next_page_token
+            if not token:
+                return out
+
+    async def update(self, user: users_pb2.User, paths: list[str] | None = None) -> users_pb2.User:
+        req = users_pb2.UpdateUserRequest(user=user, update_mask=_mask(paths))
+        return (await self._c.call(self._c.stubs.users.UpdateUser, req)).user
+
+    async def delete(self, name: str) -> None:
+        await self._c.call(self._c.stubs.users.DeleteUser, users_pb2.DeleteUserRequest(name=_name(name, "users")))
+
+    async def set_password(self, name: str, password: str) -> None:
+        req = users_pb2.SetPasswordRequest(name=_name(name, "users"), password=password)
+        await self._c.call(self._c.stubs.users.SetPassword, req)
+
+
+class AuthApi(_Api):
+    async def login(self, username: str, password: str) -> users_pb2.LoginResponse:
+        req = users_pb2.LoginRequest(username=username, password=password)
+        return await self._c.call(self._c.stubs.auth.Login, req)
+
+    async def refresh(self, refresh_token: str) -> users_pb2.RefreshTokenResponse:
+        req = users_pb2.RefreshTokenRequest(refresh_token=refresh_token)
+        return await self._c.call(self._c.stubs.auth.RefreshToken, req)
+
+    async def logout(self, refresh_token: str) -> None:
+        await self._c.call(self._c.stubs.auth.Logout, users_pb2.LogoutRequest(refresh_token=refresh_token))
+
+    async def whoami(self) -> users_pb2.WhoAmIResponse:
+        return await self._c.call(self._c.stubs.auth.WhoAmI, users_pb2.WhoAmIRequest())
+
+
+class HealthApi(_Api):
+    async def get(self) -> health_pb2.GetHealthResponse:
+        return await self._c.call(self._c.stubs.health.GetHealth, health_pb2.GetHealthRequest())
+
+
+class _Stubs:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.tenants = tenants_pb2_grpc.TenantServiceStub(channel)
+        self.datasets = datasets_pb2_grpc.DatasetServiceStub(channel)
+        self.keys = keys_pb2_grpc.KeyServiceStub(channel)
+        self.users = users_pb2_grpc.UserServiceStub(channel)
+        self.auth = users_pb2_grpc.AuthServiceStub(channel)
+        self.health = health_pb2_grpc.HealthServiceStub(channel)
+
+
+class AsyncClient:
+    """Async client. ``api_key`` or ``token`` (a JWT access token) authenticates every call.
+
+    ``timeout`` is the deadline of each attempt; UNAVAILABLE is retried ``retries`` times with
+    jittered exponential backoff. TLS is used when ``ca_file`` is given (or ``tls=True`` with the
+    system roots).
+    """
+
+    Role = common_pb2.Role
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        api_key: str | None = None,
+        token: str | None = None,
+        timeout: float = 10.0,
+        retries: int = 4,
+        tls: bool = False,
+        ca_file: str | Path | None = None,
+    ) -> None:
+        self.target = target
+        self.timeout = timeout
+        self.retries = retries
+        credential = api_key or token
+        self._metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {credential}"),) if credential else ()
+        )
+        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        if tls or ca_file:
+            roots = Path(ca_file).read_bytes() if ca_file else None
+            self._channel = grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(roots), options=options)
+        else:
+            self._channel = grpc.aio.insecure_channel(target, options=options)
+        self.stubs = _Stubs(self._channel)
+        self.tenants = TenantsApi(self)
+        self.datasets = DatasetsApi(self)
+        self.keys = KeysApi(self)
+        self.users = UsersApi(self)
+        self.auth = AuthApi(self)
+        self.health = HealthApi(self)
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        return self._channel
+
+    async def call(self, method: Callable[..., Any], request: Any, *, timeout: float | None = None) -> Any:
+        """Invoke a unary stub method with credentials, deadline and retry; raise RpcError."""
+        delay = 0.1
+        for attempt in range(self.retries + 1):
+            try:
+                return await method(request, metadata=self._metadata, timeout=timeout or self.timeout)
+            except grpc.RpcError as exc:
+                err = from_grpc_error(exc)
+                if err.code not in _RETRYABLE or attempt == self.retries:
+                    raise err from None
+                await asyncio.sleep(err.retry_after or delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class _Loop:
+    """A private event loop on a daemon thread, for the blocking facade."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="floe-client", daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, R]) -> R:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+        self.loop.close()
+
+
+class _Blocking:
+    """Wraps an API object so its coroutine methods block and return their result."""
+
+    def __init__(self, target: Any, loop: _Loop) -> None:
+        self._target = target
+        self._loop = loop
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if inspect.iscoroutinefunction(attr):
+            return lambda *a, **k: self._loop.run(attr(*a, **k))
+        if isinstance(attr, _Api):
+            return _Blocking(attr, self._loop)
+        return attr
+
+
+class Client(_Blocking):
+    """Blocking facade over AsyncClient with the same arguments and API objects."""
+
+    def __init__(self, target: str = DEFAULT_TARGET, **kwargs: Any) -> None:
+        loop = _Loop()
+
+        async def build() -> AsyncClient:
+            return AsyncClient(target, **kwargs)
+
+        super().__init__(loop.run(build()), loop)
+
+    def close(self) -> None:
+        self._loop.run(self._target.close())
+        self._loop.stop()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
