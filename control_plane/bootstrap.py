@@ -34,10 +34,18 @@ async def _has_active_admin(store: Store) -> bool:
         after = rows[-1].name
 
 
+def _read_key_file(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return None
+
+
 async def ensure_admin_key(store: Store, path: Path) -> bool:
     """Create the bootstrap admin key when needed; returns whether one was written."""
-    if path.exists():
-        parsed = parse_key(path.read_text().strip())
+    existing = _read_key_file(path)  # a few bytes at start-up, before serving
+    if existing is not None:
+        parsed = parse_key(existing)
         if parsed is not None and await store.get(f"keys/{parsed.key_id}") is not None:
             return False
         if await _has_active_admin(store):
@@ -45,8 +53,7 @@ async def ensure_admin_key(store: Store, path: Path) -> bool:
             return False
     elif await store.count("keys") > 0:
         log.warning(
-            "The admin key file is missing and keys exist; not creating another. "
-            "Use an existing admin credential.",
+            "The admin key file is missing and keys exist; not creating another. Use an existing admin credential.",
             extra={"path": str(path)},
         )
         return False

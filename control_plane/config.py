@@ -22,17 +22,21 @@ class ControlPlaneSettings:
         "127.0.0.1:9091", "HTTP address for health probes, metrics and the dashboard.", kind="host_port"
     )
     store_url: str = setting(
-        "sqlite:///control-plane.db", "State store; sqlite:///FILE is relative to data_dir, sqlite:////ABS absolute."
+        "sqlite:///control-plane.db",
+        "State store; sqlite:///FILE is relative to data_dir, sqlite:////ABS absolute.",
     )
     jwt_key_file: Path | None = setting(
-        None, "Ed25519 PEM signing key for access tokens; default data_dir/jwt-signing.pem (created if missing)."
+        None,
+        "Ed25519 PEM signing key for access tokens; default data_dir/jwt-signing.pem (created if missing).",
     )
     access_token_ttl: float = setting(900.0, "Lifetime of access tokens (JWT).", kind="duration")
     refresh_token_ttl: float = setting(7 * 86400.0, "Lifetime of refresh tokens (sign-in sessions).", kind="duration")
     auth_failure_burst: int = setting(20, "Failed authentications allowed at once per client address.")
     auth_failure_rate: float = setting(1.0, "Failed authentications refilled per second per client address.")
     key_recheck_interval: float = setting(
-        5.0, "How often a cached API key is re-read from the store (revocation on other replicas).", kind="duration"
+        5.0,
+        "How often a cached API key is re-read from the store (revocation on other replicas).",
+        kind="duration",
     )
     drain_timeout: float = setting(30.0, "On SIGTERM, how long in-flight calls may finish.", kind="duration")
     max_message_bytes: int = setting(4 * 1024 * 1024, "Largest gRPC message accepted or sent.")

@@ -72,7 +72,8 @@ def status_details(err: FloeError) -> bytes:
         a.Pack(d)
         packed.append(a)
     code = getattr(code_pb2, err.code.name)
-    return status_pb2.Status(code=code, message=err.message, details=packed).SerializeToString()
+    raw: bytes = status_pb2.Status(code=code, message=err.message, details=packed).SerializeToString()
+    return raw
 
 
 def _split(method: str) -> tuple[str, str]:
@@ -112,7 +113,7 @@ class _Call:
         if isinstance(exc, FloeError):
             code = exc.code
             message = exc.message
-            trailer = (("grpc-status-details-bin", status_details(exc)),)
+            trailer: tuple[tuple[str, bytes], ...] = (("grpc-status-details-bin", status_details(exc)),)
         else:
             log.error("Unhandled error in RPC", extra={"method": f"{self.service}/{self.name}"}, exc_info=exc)
             code = grpc.StatusCode.INTERNAL

@@ -7,6 +7,7 @@ SIGTERM/SIGINT stop accepting calls, drain in-flight ones (bounded) and exit 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -30,8 +31,9 @@ from floe.v1 import (
     users_pb2,
     users_pb2_grpc,
 )
-from grpc_health.v1 import health, health_pb2_grpc as grpc_health_pb2_grpc
+from grpc_health.v1 import health
 from grpc_health.v1 import health_pb2 as grpc_health_pb2
+from grpc_health.v1 import health_pb2_grpc as grpc_health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from control_plane.auth.authenticator import Authenticator
@@ -119,7 +121,11 @@ class ControlPlane:
         )
         grpc_health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
-            (*SERVICE_NAMES, grpc_health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            (
+                *SERVICE_NAMES,
+                grpc_health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
             server,
         )
         host, port = parse_host_port(s.grpc_listen)
@@ -144,7 +150,8 @@ class ControlPlane:
             await site.start()
         except OSError as exc:
             raise OSError(f"cannot listen on {s.http_listen} for HTTP (http_listen): {exc.strerror}") from exc
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        server_obj: Any = site._server
+        sockets = server_obj.sockets if server_obj is not None else []
         http_port = sockets[0].getsockname()[1] if sockets else port
         self.http_address = f"{host}:{http_port}"
 
@@ -165,10 +172,8 @@ class ControlPlane:
             return
         self._ready = False
         log.info("Control plane stopping", extra={"drain_timeout_s": self.settings.drain_timeout})
-        try:
+        with contextlib.suppress(OSError):
             self.endpoints_file.unlink(missing_ok=True)
-        except OSError:
-            pass
         if self._server is not None:
             await self._health.enter_graceful_shutdown()
             await self._server.stop(self.settings.drain_timeout)

@@ -88,7 +88,10 @@ def main() -> int:
             return 1
         stale = _diff(Path(tmp) / PACKAGE_DIR, committed)
     if stale:
-        print("Generated code is stale: " + ", ".join(stale) + ". Run python scripts/gen_sdk.py.", file=sys.stderr)
+        print(
+            "Generated code is stale: " + ", ".join(stale) + ". Run python scripts/gen_sdk.py.",
+            file=sys.stderr,
+        )
         return 1
     print("Generated code is up to date.")
     return 0

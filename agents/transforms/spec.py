@@ -68,7 +68,7 @@ def _condition(cond: tp.Condition, path: str, out: list[FieldViolation], depth: 
         _condition(getattr(cond, "not"), f"{path}.not", out, depth + 1)
 
 
-def _step(step: tp.Transformation, path: str, out: list[FieldViolation]) -> None:  # noqa: C901
+def _step(step: tp.Transformation, path: str, out: list[FieldViolation]) -> None:
     kind = step.WhichOneof("kind")
     if step.HasField("when"):
         _condition(step.when, f"{path}.when", out)
@@ -114,7 +114,9 @@ def _step(step: tp.Transformation, path: str, out: list[FieldViolation]) -> None
         _field(step.parse_timestamp.field, f"{p}.field", out)
         for i, fmt in enumerate(step.parse_timestamp.formats):
             if fmt not in _SPECIAL_TIME_FORMATS and "%" not in fmt:
-                out.append(FieldViolation(f"{p}.formats[{i}]", f"{fmt!r} is neither a strptime format nor rfc3339/unix_*"))
+                out.append(
+                    FieldViolation(f"{p}.formats[{i}]", f"{fmt!r} is neither a strptime format nor rfc3339/unix_*")
+                )
         tz = step.parse_timestamp.timezone
         if tz:
             try:
@@ -123,7 +125,10 @@ def _step(step: tp.Transformation, path: str, out: list[FieldViolation]) -> None
                 out.append(FieldViolation(f"{p}.timezone", f"{tz!r} is not an IANA time zone such as Europe/Paris"))
     elif kind == "parse_key_value":
         _field(step.parse_key_value.field, f"{p}.field", out)
-        if step.parse_key_value.pair_separator and step.parse_key_value.pair_separator == step.parse_key_value.kv_separator:
+        if (
+            step.parse_key_value.pair_separator
+            and step.parse_key_value.pair_separator == step.parse_key_value.kv_separator
+        ):
             out.append(FieldViolation(f"{p}.kv_separator", "must differ from pair_separator"))
     elif kind == "parse_json":
         _field(step.parse_json.field, f"{p}.field", out)

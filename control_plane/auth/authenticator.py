@@ -113,9 +113,7 @@ class Authenticator:
         try:
             claims = self._signer.verify(token)
         except jwt.ExpiredSignatureError as exc:
-            raise Unauthenticated(
-                "Access token expired: refresh it or sign in again.", reason="TOKEN_EXPIRED"
-            ) from exc
+            raise Unauthenticated("Access token expired: refresh it or sign in again.", reason="TOKEN_EXPIRED") from exc
         except jwt.InvalidTokenError as exc:
             raise Unauthenticated("Access token is not valid.", reason="TOKEN_INVALID") from exc
         return Principal(claims.subject, claims.role, claims.tenant)

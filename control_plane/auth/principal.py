@@ -14,14 +14,14 @@ from control_plane.core.errors import NotFound, PermissionDenied
 __all__ = ["Principal", "current_principal"]
 
 Role = common_pb2.Role
-ROLE_NAMES = {
+ROLE_NAMES: dict[int, str] = {
     common_pb2.ROLE_ADMIN: "admin",
     common_pb2.ROLE_EDITOR: "editor",
     common_pb2.ROLE_VIEWER: "viewer",
     common_pb2.ROLE_AGENT: "agent",
 }
 # Higher ranks include the lower ones for management APIs; agents rank nowhere.
-_RANK = {common_pb2.ROLE_VIEWER: 1, common_pb2.ROLE_EDITOR: 2, common_pb2.ROLE_ADMIN: 3}
+_RANK: dict[int, int] = {common_pb2.ROLE_VIEWER: 1, common_pb2.ROLE_EDITOR: 2, common_pb2.ROLE_ADMIN: 3}
 
 
 @dataclass(frozen=True)

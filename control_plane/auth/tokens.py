@@ -40,9 +40,7 @@ def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
             raise ValueError(f"{path} does not hold an Ed25519 private key")
         return key
     key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     write_private_file(path, pem)
     return key
 

@@ -8,9 +8,9 @@ from collections.abc import Iterable
 
 from floe.v1 import datasets_pb2
 
+from agents.transforms.spec import validate_transformations
 from control_plane.core.errors import FieldViolation
 from control_plane.core.names import check_id
-from agents.transforms.spec import validate_transformations
 
 __all__ = ["DATA_HINTS", "apply_defaults", "port_conflicts", "transport", "validate_dataset"]
 
@@ -27,7 +27,13 @@ _DEFAULT_HINT = {
     ST.SOURCE_TYPE_RAW_UDP: "text",
     ST.SOURCE_TYPE_RAW_TCP: "text",
 }
-_UDP = {ST.SOURCE_TYPE_SYSLOG_UDP, ST.SOURCE_TYPE_SFLOW, ST.SOURCE_TYPE_IPFIX, ST.SOURCE_TYPE_NETFLOW, ST.SOURCE_TYPE_RAW_UDP}
+_UDP = {
+    ST.SOURCE_TYPE_SYSLOG_UDP,
+    ST.SOURCE_TYPE_SFLOW,
+    ST.SOURCE_TYPE_IPFIX,
+    ST.SOURCE_TYPE_NETFLOW,
+    ST.SOURCE_TYPE_RAW_UDP,
+}
 _TCP = {ST.SOURCE_TYPE_SYSLOG_TCP, ST.SOURCE_TYPE_HTTP, ST.SOURCE_TYPE_RAW_TCP}
 _OPTIONS = {
     ST.SOURCE_TYPE_NATS: {"url", "subject", "queue_group", "credentials_file"},

@@ -44,7 +44,9 @@ async def _check(tx: Transaction, ds: Dataset, tenant_id: str) -> None:
             target = step.route.dataset
             if target.startswith("tenants/") and not target.startswith(f"tenants/{tenant_id}/"):
                 violations.append(
-                    FieldViolation(f"dataset.transformations[{i}].route.dataset", "must be a dataset of the same tenant")
+                    FieldViolation(
+                        f"dataset.transformations[{i}].route.dataset", "must be a dataset of the same tenant"
+                    )
                 )
     if not violations:
         others = [from_record(r, Dataset) for r in await tx.list_all("datasets")]

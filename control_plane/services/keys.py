@@ -37,7 +37,9 @@ def check_grant(caller: Principal, role: int, tenant: str | None, prefix: str) -
     if role == common_pb2.ROLE_ADMIN and tenant:
         out.append(FieldViolation(f"{prefix}.tenant", "must be empty for ROLE_ADMIN: admins are never tenant-bound"))
     if not caller.outranks_or_equals(role):
-        raise PermissionDenied(f"A {caller.describe()} credential cannot grant {common_pb2.Role.Name(role)}.")
+        raise PermissionDenied(
+            f"A {caller.describe()} credential cannot grant {common_pb2.Role.Name(common_pb2.Role.ValueType(role))}."
+        )
     if caller.tenant is not None and tenant != caller.tenant:
         raise PermissionDenied(f"A credential bound to tenants/{caller.tenant} can only grant access to that tenant.")
     if role == common_pb2.ROLE_AGENT and tenant is None and not caller.is_admin:
@@ -139,7 +141,9 @@ class KeyServicer(keys_pb2_grpc.KeyServiceServicer):
         tenant = _key_tenant(key)
         caller.require_write(tenant or caller.tenant or "", name)
         if not caller.outranks_or_equals(key.role):
-            raise PermissionDenied(f"A {caller.describe()} credential cannot manage a {common_pb2.Role.Name(key.role)} key.")
+            raise PermissionDenied(
+                f"A {caller.describe()} credential cannot manage a {common_pb2.Role.Name(key.role)} key."
+            )
         if tenant is None and caller.tenant is not None:
             raise NotFound(f"{name} does not exist.")
         return key

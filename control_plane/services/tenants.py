@@ -81,9 +81,7 @@ class TenantServicer(tenants_pb2_grpc.TenantServiceServicer):
             records, token = await fetch_page(self._store, "tenants", page, parent="", keep=lambda r: r.name == own)
         else:
             records, token = await fetch_page(self._store, "tenants", page, parent="")
-        return tenants_pb2.ListTenantsResponse(
-            tenants=[from_record(r, Tenant) for r in records], next_page_token=token
-        )
+        return tenants_pb2.ListTenantsResponse(tenants=[from_record(r, Tenant) for r in records], next_page_token=token)
 
     async def UpdateTenant(self, request: tenants_pb2.UpdateTenantRequest, context: Any) -> Any:
         name = request.tenant.name

@@ -17,7 +17,6 @@ from control_plane.auth.tokens import TokenSigner
 from control_plane.core.errors import (
     FieldViolation,
     NotFound,
-    PermissionDenied,
     ResourceExhausted,
     Unauthenticated,
 )
@@ -82,7 +81,13 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
         caller.require_global("Managing users")
         user = User()
         user.CopyFrom(request.user)
-        require([check_id(request.user_id, "user_id", user=True), _password_violation(request.password), *_validate(caller, user)])
+        require(
+            [
+                check_id(request.user_id, "user_id", user=True),
+                _password_violation(request.password),
+                *_validate(caller, user),
+            ]
+        )
         if user.tenant and await self._store.get(user.tenant) is None:
             raise NotFound(f"{user.tenant} does not exist.")
         hashed = await hash_secret(request.password)
@@ -119,7 +124,9 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
             require(_validate(caller, user))
             if user.tenant and await tx.get(user.tenant) is None:
                 raise NotFound(f"{user.tenant} does not exist.")
-            updated = await tx.update(name, to_body(user), expected_revision=expected or record.revision, parent=user.tenant)
+            updated = await tx.update(
+                name, to_body(user), expected_revision=expected or record.revision, parent=user.tenant
+            )
         if user.disabled:
             await self._store.revoke_user_sessions(name, time.time_ns())
         return users_pb2.UpdateUserResponse(user=_user(updated))
@@ -238,5 +245,7 @@ class AuthServicer(users_pb2_grpc.AuthServiceServicer):
     async def WhoAmI(self, request: users_pb2.WhoAmIRequest, context: Any) -> Any:
         caller = principal()
         return users_pb2.WhoAmIResponse(
-            principal=caller.name, role=caller.role, tenant=f"tenants/{caller.tenant}" if caller.tenant else ""
+            principal=caller.name,
+            role=common_pb2.Role.ValueType(caller.role),
+            tenant=f"tenants/{caller.tenant}" if caller.tenant else "",
         )

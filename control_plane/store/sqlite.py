@@ -170,9 +170,7 @@ class SqliteStore:
     # -- writes ------------------------------------------------------------------------------
 
     async def touch(self, name: str, when: int) -> None:
-        await self._write(
-            lambda c: c.execute("UPDATE resources SET last_used_time = ? WHERE name = ?", (when, name))
-        )
+        await self._write(lambda c: c.execute("UPDATE resources SET last_used_time = ? WHERE name = ?", (when, name)))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
@@ -239,6 +237,7 @@ class _SqliteTransaction:
         return _record(row) if row else None
 
     async def list_all(self, collection: str, parent: str | None = None) -> list[Record]:
+        args: tuple[str, ...]
         if parent is None:
             sql, args = f"SELECT {_COLUMNS} FROM resources WHERE collection = ? ORDER BY name", (collection,)
         else:
@@ -317,7 +316,8 @@ class _SqliteTransaction:
     async def set_credential(self, name: str, credential: str) -> None:
         await self._store._write(
             lambda c: c.execute(
-                "INSERT INTO credentials (name, hash) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET hash = excluded.hash",
+                "INSERT INTO credentials (name, hash) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET hash = excluded.hash",
                 (name, credential),
             )
         )

@@ -15,6 +15,7 @@ loop thread. Both retry UNAVAILABLE with jittered backoff, apply a per-call dead
 from __future__ import annotations
 
 import asyncio
+import builtins
 import inspect
 import random
 import threading
@@ -25,7 +26,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import duration_pb2, field_mask_pb2
 
-from floe.errors import RpcError, from_grpc_error
+from floe.errors import from_grpc_error
 from floe.v1 import (
     common_pb2,
     datasets_pb2,
@@ -63,7 +64,12 @@ class _Api:
 
 class TenantsApi(_Api):
     async def create(
-        self, tenant_id: str, *, display_name: str = "", description: str = "", labels: dict[str, str] | None = None
+        self,
+        tenant_id: str,
+        *,
+        display_name: str = "",
+        description: str = "",
+        labels: dict[str, str] | None = None,
     ) -> tenants_pb2.Tenant:
         tenant = tenants_pb2.Tenant(display_name=display_name, description=description, labels=labels or {})
         req = tenants_pb2.CreateTenantRequest(tenant_id=tenant_id, tenant=tenant)
@@ -77,7 +83,7 @@ class TenantsApi(_Api):
         req = tenants_pb2.ListTenantsRequest(page_size=page_size, page_token=page_token)
         return await self._c.call(self._c.stubs.tenants.ListTenants, req)
 
-    async def list(self) -> list[tenants_pb2.Tenant]:
+    async def list(self) -> builtins.list[tenants_pb2.Tenant]:
         """Every visible tenant, following page tokens."""
         out: list[tenants_pb2.Tenant] = []
         token = ""
@@ -88,7 +94,7 @@ class TenantsApi(_Api):
             if not token:
                 return out
 
-    async def update(self, tenant: tenants_pb2.Tenant, paths: list[str] | None = None) -> tenants_pb2.Tenant:
+    async def update(self, tenant: tenants_pb2.Tenant, paths: builtins.list[str] | None = None) -> tenants_pb2.Tenant:
         req = tenants_pb2.UpdateTenantRequest(tenant=tenant, update_mask=_mask(paths))
         return (await self._c.call(self._c.stubs.tenants.UpdateTenant, req)).tenant
 
@@ -102,7 +108,10 @@ class DatasetsApi(_Api):
         self, parent: str, dataset_id: str, dataset: datasets_pb2.Dataset, *, validate_only: bool = False
     ) -> datasets_pb2.Dataset:
         req = datasets_pb2.CreateDatasetRequest(
-            parent=_name(parent, "tenants"), dataset_id=dataset_id, dataset=dataset, validate_only=validate_only
+            parent=_name(parent, "tenants"),
+            dataset_id=dataset_id,
+            dataset=dataset,
+            validate_only=validate_only,
         )
         return (await self._c.call(self._c.stubs.datasets.CreateDataset, req)).dataset
 
@@ -118,7 +127,7 @@ class DatasetsApi(_Api):
         )
         return await self._c.call(self._c.stubs.datasets.ListDatasets, req)
 
-    async def list(self, parent: str = "tenants/-") -> list[datasets_pb2.Dataset]:
+    async def list(self, parent: str = "tenants/-") -> builtins.list[datasets_pb2.Dataset]:
         out: list[datasets_pb2.Dataset] = []
         token = ""
         while True:
@@ -129,22 +138,24 @@ class DatasetsApi(_Api):
                 return out
 
     async def update(
-        self, dataset: datasets_pb2.Dataset, paths: list[str] | None = None, *, validate_only: bool = False
+        self, dataset: datasets_pb2.Dataset, paths: builtins.list[str] | None = None, *, validate_only: bool = False
     ) -> datasets_pb2.Dataset:
         req = datasets_pb2.UpdateDatasetRequest(dataset=dataset, update_mask=_mask(paths), validate_only=validate_only)
         return (await self._c.call(self._c.stubs.datasets.UpdateDataset, req)).dataset
 
     async def delete(self, name: str, *, etag: str = "") -> None:
-        await self._c.call(self._c.stubs.datasets.DeleteDataset, datasets_pb2.DeleteDatasetRequest(name=name, etag=etag))
+        await self._c.call(
+            self._c.stubs.datasets.DeleteDataset, datasets_pb2.DeleteDatasetRequest(name=name, etag=etag)
+        )
 
 
 class KeysApi(_Api):
     async def create(
         self,
-        role: int,
+        role: common_pb2.Role.ValueType,
         *,
         tenant: str = "",
-        kind: int = keys_pb2.KEY_KIND_UNSPECIFIED,
+        kind: keys_pb2.KeyKind.ValueType = keys_pb2.KEY_KIND_UNSPECIFIED,
         display_name: str = "",
         key_id: str = "",
     ) -> tuple[keys_pb2.ApiKey, str]:
@@ -162,7 +173,13 @@ class KeysApi(_Api):
         return (await self._c.call(self._c.stubs.keys.GetApiKey, req)).api_key
 
     async def list_page(
-        self, *, tenant: str = "", kind: int = 0, show_revoked: bool = False, page_size: int = 0, page_token: str = ""
+        self,
+        *,
+        tenant: str = "",
+        kind: keys_pb2.KeyKind.ValueType = keys_pb2.KEY_KIND_UNSPECIFIED,
+        show_revoked: bool = False,
+        page_size: int = 0,
+        page_token: str = "",
     ) -> keys_pb2.ListApiKeysResponse:
         req = keys_pb2.ListApiKeysRequest(
             tenant=_name(tenant, "tenants") if tenant else "",
@@ -173,7 +190,13 @@ class KeysApi(_Api):
         )
         return await self._c.call(self._c.stubs.keys.ListApiKeys, req)
 
-    async def list(self, *, tenant: str = "", kind: int = 0, show_revoked: bool = False) -> list[keys_pb2.ApiKey]:
+    async def list(
+        self,
+        *,
+        tenant: str = "",
+        kind: keys_pb2.KeyKind.ValueType = keys_pb2.KEY_KIND_UNSPECIFIED,
+        show_revoked: bool = False,
+    ) -> list[keys_pb2.ApiKey]:
         out: list[keys_pb2.ApiKey] = []
         token = ""
         while True:
@@ -198,7 +221,7 @@ class KeysApi(_Api):
 
 class UsersApi(_Api):
     async def create(
-        self, user_id: str, password: str, *, role: int, tenant: str = "", display_name: str = ""
+        self, user_id: str, password: str, *, role: common_pb2.Role.ValueType, tenant: str = "", display_name: str = ""
     ) -> users_pb2.User:
         user = users_pb2.User(role=role, tenant=_name(tenant, "tenants") if tenant else "", display_name=display_name)
         req = users_pb2.CreateUserRequest(user_id=user_id, user=user, password=password)
@@ -208,7 +231,7 @@ class UsersApi(_Api):
         req = users_pb2.GetUserRequest(name=_name(name, "users"))
         return (await self._c.call(self._c.stubs.users.GetUser, req)).user
 
-    async def list(self) -> list[users_pb2.User]:
+    async def list(self) -> builtins.list[users_pb2.User]:
         out: list[users_pb2.User] = []
         token = ""
         while True:
@@ -219,7 +242,7 @@ class UsersApi(_Api):
             if not token:
                 return out
 
-    async def update(self, user: users_pb2.User, paths: list[str] | None = None) -> users_pb2.User:
+    async def update(self, user: users_pb2.User, paths: builtins.list[str] | None = None) -> users_pb2.User:
         req = users_pb2.UpdateUserRequest(user=user, update_mask=_mask(paths))
         return (await self._c.call(self._c.stubs.users.UpdateUser, req)).user
 
@@ -287,9 +310,7 @@ class AsyncClient:
         self.timeout = timeout
         self.retries = retries
         credential = api_key or token
-        self._metadata: tuple[tuple[str, str], ...] = (
-            (("authorization", f"Bearer {credential}"),) if credential else ()
-        )
+        self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {credential}"),) if credential else ()
         options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
         if tls or ca_file:
             roots = Path(ca_file).read_bytes() if ca_file else None
@@ -308,7 +329,7 @@ class AsyncClient:
     def channel(self) -> grpc.aio.Channel:
         return self._channel
 
-    async def call(self, method: Callable[..., Any], request: Any, *, timeout: float | None = None) -> Any:
+    async def call(self, method: Callable[..., Any], request: Any, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109 - a gRPC deadline, not a cancel scope
         """Invoke a unary stub method with credentials, deadline and retry; raise RpcError."""
         delay = 0.1
         for attempt in range(self.retries + 1):

@@ -46,7 +46,7 @@ class ConfigError(ValueError):
         super().__init__("Invalid configuration:\n  " + "\n  ".join(self.problems))
 
 
-def setting(default: Any, help: str, *, kind: str = "", secret: bool = False) -> Any:  # noqa: A002
+def setting(default: Any, help: str, *, kind: str = "", secret: bool = False) -> Any:
     """Declare a settings field. ``kind`` is ``duration``, ``host_port`` or empty (the type decides)."""
     return dataclasses.field(default=default, metadata={"help": help, "kind": kind, "secret": secret})
 
@@ -145,7 +145,11 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         help_text = f"{f.metadata.get('help', '')} [env {env}]"
         if tp is bool:
             parser.add_argument(
-                _flag_name(f.name), dest=f.name, default=None, action=argparse.BooleanOptionalAction, help=help_text
+                _flag_name(f.name),
+                dest=f.name,
+                default=None,
+                action=argparse.BooleanOptionalAction,
+                help=help_text,
             )
         else:
             parser.add_argument(_flag_name(f.name), dest=f.name, default=None, metavar="VALUE", help=help_text)
@@ -212,7 +216,6 @@ def reference_table(cls: type) -> str:
         if f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
         shown = "" if default is None else str(default)
-        rows.append(
-            f"| `{f.name}` | `{_flag_name(f.name)}` | `{_env_name(f.name)}` | `{shown}` | {f.metadata.get('help', '')} |"
-        )
+        names = f"`{f.name}` | `{_flag_name(f.name)}` | `{_env_name(f.name)}`"
+        rows.append(f"| {names} | `{shown}` | {f.metadata.get('help', '')} |")
     return "\n".join(rows)

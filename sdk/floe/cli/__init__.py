@@ -30,14 +30,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="floe", description="Floe telemetry pipeline")
     parser.add_argument(
-        "--target", default=os.environ.get("FLOE_CONTROL_URL", DEFAULT_TARGET),
+        "--target",
+        default=os.environ.get("FLOE_CONTROL_URL", DEFAULT_TARGET),
         help="control plane gRPC address [env FLOE_CONTROL_URL]",
     )
     parser.add_argument(
-        "--api-key", default=os.environ.get("FLOE_API_KEY"),
+        "--api-key",
+        default=os.environ.get("FLOE_API_KEY"),
         help="API key or access token [env FLOE_API_KEY; default: <data-dir>/admin.key]",
     )
-    parser.add_argument("--ca-file", default=os.environ.get("FLOE_CA_FILE"), help="CA bundle for TLS [env FLOE_CA_FILE]")
+    parser.add_argument(
+        "--ca-file", default=os.environ.get("FLOE_CA_FILE"), help="CA bundle for TLS [env FLOE_CA_FILE]"
+    )
     parser.add_argument("-o", "--output", choices=["table", "json"], default="table")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
     sub = parser.add_subparsers(dest="group", required=True)

@@ -17,15 +17,18 @@ from floe.v1 import common_pb2, datasets_pb2, health_pb2, keys_pb2, tenants_pb2
 
 __all__ = ["add_resource_commands"]
 
-ROLES = {"admin": common_pb2.ROLE_ADMIN, "editor": common_pb2.ROLE_EDITOR, "viewer": common_pb2.ROLE_VIEWER, "agent": common_pb2.ROLE_AGENT}
-KINDS = {"user": keys_pb2.KEY_KIND_USER, "service": keys_pb2.KEY_KIND_SERVICE}
-SOURCE_TYPES = {
-    n.removeprefix("SOURCE_TYPE_").lower(): v for n, v in datasets_pb2.SourceType.items() if v != 0
+ROLES = {
+    "admin": common_pb2.ROLE_ADMIN,
+    "editor": common_pb2.ROLE_EDITOR,
+    "viewer": common_pb2.ROLE_VIEWER,
+    "agent": common_pb2.ROLE_AGENT,
 }
+KINDS = {"user": keys_pb2.KEY_KIND_USER, "service": keys_pb2.KEY_KIND_SERVICE}
+SOURCE_TYPES = {n.removeprefix("SOURCE_TYPE_").lower(): v for n, v in datasets_pb2.SourceType.items() if v != 0}
 
 
 def _role(v: int) -> str:
-    return common_pb2.Role.Name(v).removeprefix("ROLE_").lower() if v else ""
+    return common_pb2.Role.Name(common_pb2.Role.ValueType(v)).removeprefix("ROLE_").lower() if v else ""
 
 
 def _labels(pairs: list[str] | None) -> dict[str, str]:
@@ -49,7 +52,10 @@ DATASET_COLS = [
     ("SOURCE", lambda d: datasets_pb2.SourceType.Name(d.source.type).removeprefix("SOURCE_TYPE_").lower()),
     ("PORT", lambda d: d.source.port or ""),
     ("HINT", lambda d: d.data_hint),
-    ("PROXY", lambda d: d.proxy.agent or ",".join(f"{k}={v}" for k, v in d.proxy.selector.match_labels.items())),
+    (
+        "PROXY",
+        lambda d: d.proxy.agent or ",".join(f"{k}={v}" for k, v in d.proxy.selector.match_labels.items()),
+    ),
     ("ACTIVE", lambda d: "yes" if d.active else "no"),
     ("STEPS", lambda d: len(d.transformations)),
 ]
@@ -115,7 +121,7 @@ def _dataset_from_args(args: argparse.Namespace) -> tuple[datasets_pb2.Dataset, 
     return ds, sorted(set(paths))
 
 
-def run_resource_command(args: argparse.Namespace, client: Client) -> int:  # noqa: C901, PLR0912
+def run_resource_command(args: argparse.Namespace, client: Client) -> int:
     out = args.output
     group, action = args.group, getattr(args, "action", None)
     if group == "tenants":
@@ -125,7 +131,9 @@ def run_resource_command(args: argparse.Namespace, client: Client) -> int:  # no
             emit(client.tenants.get(args.name), TENANT_COLS, out)
         elif action == "create":
             t = client.tenants.create(
-                args.tenant_id, display_name=args.display_name or "", description=args.description or "",
+                args.tenant_id,
+                display_name=args.display_name or "",
+                description=args.description or "",
                 labels=_labels(args.label),
             )
             emit(t, TENANT_COLS, out)
@@ -133,9 +141,11 @@ def run_resource_command(args: argparse.Namespace, client: Client) -> int:  # no
             t = tenants_pb2.Tenant(name=f"tenants/{args.name.removeprefix('tenants/')}")
             paths = []
             if args.display_name is not None:
-                t.display_name, _ = args.display_name, paths.append("display_name")
+                t.display_name = args.display_name
+                paths.append("display_name")
             if args.description is not None:
-                t.description, _ = args.description, paths.append("description")
+                t.description = args.description
+                paths.append("description")
             if args.state:
                 t.state = tenants_pb2.Tenant.State.Value("STATE_" + args.state.upper())
                 paths.append("state")
@@ -161,7 +171,11 @@ def run_resource_command(args: argparse.Namespace, client: Client) -> int:  # no
             ds, _ = _dataset_from_args(args)
             if args.active is None:
                 ds.active = True
-            emit(client.datasets.create(tenant, dataset_id, ds, validate_only=args.validate_only), DATASET_COLS, out)
+            emit(
+                client.datasets.create(tenant, dataset_id, ds, validate_only=args.validate_only),
+                DATASET_COLS,
+                out,
+            )
         elif action == "update":
             ds, paths = _dataset_from_args(args)
             ds.name = args.name
@@ -173,14 +187,20 @@ def run_resource_command(args: argparse.Namespace, client: Client) -> int:  # no
             print(f"Deleted {args.name}")
     elif group == "keys":
         if action == "list":
-            keys = client.keys.list(tenant=args.tenant or "", kind=KINDS.get(args.kind or "", 0), show_revoked=args.all)
+            keys = client.keys.list(
+                tenant=args.tenant or "",
+                kind=KINDS.get(args.kind or "", keys_pb2.KEY_KIND_UNSPECIFIED),
+                show_revoked=args.all,
+            )
             emit(keys, KEY_COLS, out)
         elif action == "get":
             emit(client.keys.get(args.name), KEY_COLS, out)
         elif action in ("create", "rotate"):
             if action == "create":
                 key, secret = client.keys.create(
-                    ROLES[args.role], tenant=args.tenant or "", kind=KINDS.get(args.kind or "", 0),
+                    ROLES[args.role],
+                    tenant=args.tenant or "",
+                    kind=KINDS.get(args.kind or "", keys_pb2.KEY_KIND_UNSPECIFIED),
                     display_name=args.display_name or "",
                 )
             else:
@@ -202,7 +222,10 @@ def run_resource_command(args: argparse.Namespace, client: Client) -> int:  # no
         elif action == "create":
             password = args.password or _read_password()
             u = client.users.create(
-                args.user_id, password, role=ROLES[args.role], tenant=args.tenant or "",
+                args.user_id,
+                password,
+                role=ROLES[args.role],
+                tenant=args.tenant or "",
                 display_name=args.display_name or "",
             )
             emit(u, USER_COLS, out)
@@ -214,16 +237,33 @@ def run_resource_command(args: argparse.Namespace, client: Client) -> int:  # no
             print("Password changed; the user's sessions were ended.")
     elif group == "whoami":
         me = client.auth.whoami()
-        emit(me, [("PRINCIPAL", lambda m: m.principal), ("ROLE", lambda m: _role(m.role)), ("TENANT", lambda m: m.tenant)], out)
+        emit(
+            me,
+            [
+                ("PRINCIPAL", lambda m: m.principal),
+                ("ROLE", lambda m: _role(m.role)),
+                ("TENANT", lambda m: m.tenant),
+            ],
+            out,
+        )
     elif group == "health":
         h = client.health.get()
         emit(
             h,
             [
-                ("STATUS", lambda m: health_pb2.HealthStatus.Name(m.status).removeprefix("HEALTH_STATUS_").lower()),
+                (
+                    "STATUS",
+                    lambda m: health_pb2.HealthStatus.Name(m.status).removeprefix("HEALTH_STATUS_").lower(),
+                ),
                 ("VERSION", lambda m: m.version),
                 ("UPTIME", lambda m: f"{m.uptime.seconds}s"),
-                ("CHECKS", lambda m: ", ".join(f"{c.name}={health_pb2.HealthStatus.Name(c.status).removeprefix('HEALTH_STATUS_').lower()}" for c in m.checks)),
+                (
+                    "CHECKS",
+                    lambda m: ", ".join(
+                        f"{c.name}={health_pb2.HealthStatus.Name(c.status).removeprefix('HEALTH_STATUS_').lower()}"
+                        for c in m.checks
+                    ),
+                ),
             ],
             out,
         )

@@ -80,7 +80,7 @@ def run_up(args: argparse.Namespace) -> int:
         f"  data directory       {data_dir}\n"
         f"  admin API key        {data_dir / 'admin.key'}  (mode 0600; the CLI reads it from here)\n"
         "\nTry:  floe tenants create acme --display-name ACME\n"
-        f"      grpcurl -plaintext -H \"authorization: Bearer $(cat {data_dir / 'admin.key'})\" "
+        f'      grpcurl -plaintext -H "authorization: Bearer $(cat {data_dir / "admin.key"})" '
         f"{endpoints['grpc']} floe.v1.TenantService/ListTenants\n"
         "Press Ctrl-C to stop.\n",
         flush=True,
@@ -97,7 +97,10 @@ def run_up(args: argparse.Namespace) -> int:
     _stop_all(children)
     if failed is not None:
         assert failed.proc is not None
-        print(f"floe up: {failed.name} exited with code {failed.proc.returncode}; stopped the rest.", file=sys.stderr)
+        print(
+            f"floe up: {failed.name} exited with code {failed.proc.returncode}; stopped the rest.",
+            file=sys.stderr,
+        )
         return 1
     print("Floe stopped.")
     return 0
