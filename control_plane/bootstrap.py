@@ -9,12 +9,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from floe.v1 import common_pb2, keys_pb2
-
 from control_plane.auth.secrets import parse_key
 from control_plane.auth.tokens import write_private_file
 from control_plane.services.keys import create_key
 from control_plane.store import Store
+from floe.v1 import common_pb2, keys_pb2
 
 __all__ = ["ensure_admin_key"]
 

@@ -7,8 +7,9 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from floe.v1 import health_pb2
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from floe.v1 import health_pb2
 
 __all__ = ["build_http_app"]
 

@@ -18,19 +18,6 @@ from typing import Any
 
 import grpc
 from aiohttp import web
-from floe.settings import parse_host_port
-from floe.v1 import (
-    datasets_pb2,
-    datasets_pb2_grpc,
-    health_pb2,
-    health_pb2_grpc,
-    keys_pb2,
-    keys_pb2_grpc,
-    tenants_pb2,
-    tenants_pb2_grpc,
-    users_pb2,
-    users_pb2_grpc,
-)
 from grpc_health.v1 import health
 from grpc_health.v1 import health_pb2 as grpc_health_pb2
 from grpc_health.v1 import health_pb2_grpc as grpc_health_pb2_grpc
@@ -49,6 +36,19 @@ from control_plane.services.keys import KeyServicer
 from control_plane.services.tenants import TenantServicer
 from control_plane.services.users import AuthServicer, UserServicer
 from control_plane.store import Store, open_store
+from floe.settings import parse_host_port
+from floe.v1 import (
+    datasets_pb2,
+    datasets_pb2_grpc,
+    health_pb2,
+    health_pb2_grpc,
+    keys_pb2,
+    keys_pb2_grpc,
+    tenants_pb2,
+    tenants_pb2_grpc,
+    users_pb2,
+    users_pb2_grpc,
+)
 
 __all__ = ["SERVICE_NAMES", "ControlPlane", "run_forever"]
 

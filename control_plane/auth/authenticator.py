@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import jwt
-from floe.v1 import keys_pb2
 
 from control_plane.auth.principal import Principal
 from control_plane.auth.ratelimit import FailureLimiter, peer_host
@@ -28,6 +27,7 @@ from control_plane.auth.secrets import parse_key, verify_secret
 from control_plane.auth.tokens import TokenSigner
 from control_plane.core.errors import ResourceExhausted, Unauthenticated
 from control_plane.store import Store
+from floe.v1 import keys_pb2
 
 __all__ = ["Authenticator"]
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from floe.v1 import common_pb2
-
 from control_plane.core.errors import NotFound, PermissionDenied
+from floe.v1 import common_pb2
 
 __all__ = ["Principal", "current_principal"]
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from floe.v1 import datasets_pb2
-
 from agents.transforms.spec import validate_transformations
 from control_plane.core.errors import FieldViolation
 from control_plane.core.names import check_id
+from floe.v1 import datasets_pb2
 
 __all__ = ["DATA_HINTS", "apply_defaults", "port_conflicts", "transport", "validate_dataset"]
 

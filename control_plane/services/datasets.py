@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from floe.v1 import datasets_pb2, datasets_pb2_grpc, tenants_pb2
-
 from control_plane.core.datasets import apply_defaults, port_conflicts, validate_dataset
 from control_plane.core.errors import Aborted, AlreadyExists, FailedPrecondition, FieldViolation, NotFound
 from control_plane.core.fieldmask import apply_update_mask
@@ -15,6 +13,7 @@ from control_plane.core.resources import expected_revision, from_record, to_body
 from control_plane.services.common import fetch_page, principal, require
 from control_plane.services.tenants import validate_labels
 from control_plane.store import Store, Transaction
+from floe.v1 import datasets_pb2, datasets_pb2_grpc, tenants_pb2
 
 __all__ = ["DatasetServicer"]
 

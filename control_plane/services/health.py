@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any, Protocol
 
-from floe.v1 import health_pb2, health_pb2_grpc
 from google.protobuf.duration_pb2 import Duration
 
 from control_plane.core.pagination import page_request
 from control_plane.services.common import principal
 from control_plane.store import Store
+from floe.v1 import health_pb2, health_pb2_grpc
 
 __all__ = ["HealthServicer", "ServiceRegistry", "StaticRegistry", "check_store"]
 

@@ -6,8 +6,6 @@ import logging
 import time
 from typing import Any
 
-from floe.v1 import common_pb2, keys_pb2, keys_pb2_grpc
-
 from control_plane.auth.authenticator import Authenticator
 from control_plane.auth.principal import Principal
 from control_plane.auth.secrets import generate_key, generate_key_id, hash_secret
@@ -17,6 +15,7 @@ from control_plane.core.pagination import page_request
 from control_plane.core.resources import from_record, timestamp, to_body
 from control_plane.services.common import fetch_page, principal, require
 from control_plane.store import Record, Store
+from floe.v1 import common_pb2, keys_pb2, keys_pb2_grpc
 
 __all__ = ["KeyServicer", "create_key"]
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from floe.v1 import common_pb2, tenants_pb2, tenants_pb2_grpc
-
 from control_plane.auth.authenticator import Authenticator
 from control_plane.core.errors import FailedPrecondition, FieldViolation, NotFound
 from control_plane.core.fieldmask import apply_update_mask
@@ -14,6 +12,7 @@ from control_plane.core.pagination import page_request
 from control_plane.core.resources import expected_revision, from_record, to_body
 from control_plane.services.common import fetch_page, principal, require
 from control_plane.store import Store
+from floe.v1 import common_pb2, tenants_pb2, tenants_pb2_grpc
 
 __all__ = ["TenantServicer"]
 

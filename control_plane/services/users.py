@@ -7,8 +7,6 @@ import secrets
 import time
 from typing import Any
 
-from floe.v1 import common_pb2, users_pb2, users_pb2_grpc
-
 from control_plane.auth.authenticator import Authenticator
 from control_plane.auth.principal import Principal
 from control_plane.auth.ratelimit import peer_host
@@ -27,6 +25,7 @@ from control_plane.core.resources import expected_revision, from_record, timesta
 from control_plane.services.common import fetch_page, principal, require
 from control_plane.services.keys import check_grant
 from control_plane.store import Record, Session, Store
+from floe.v1 import common_pb2, users_pb2, users_pb2_grpc
 
 __all__ = ["AuthServicer", "UserServicer"]
 

@@ -1,0 +1,102 @@
+"""Test helpers: a real control-plane process on loopback and an ``eventually`` poller."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def eventually(check: Callable[[], T], timeout: float = 10.0, interval: float = 0.05) -> T:
+    """Call ``check`` until it returns a truthy value without raising; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while True:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as exc:  # keep polling until the deadline
+            last = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last error: {last!r})")
+        time.sleep(interval)
+
+
+class ControlPlaneProcess:
+    """``floe control-plane`` as a child process on 127.0.0.1 with OS-assigned ports."""
+
+    def __init__(self, data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.extra = list(extra)
+        self.env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.grpc = ""
+        self.http = ""
+        self.log_path = data_dir.parent / f"{data_dir.name}-control-plane.log"
+
+    @property
+    def admin_key(self) -> str:
+        return (self.data_dir / "admin.key").read_text().strip()
+
+    def start(self, timeout: float = 30.0) -> ControlPlaneProcess:
+        argv = [
+            sys.executable, "-m", "floe.cli", "control-plane",
+            "--data-dir", str(self.data_dir),
+            "--grpc-listen", "127.0.0.1:0",
+            "--http-listen", "127.0.0.1:0",
+            "--log-format", "json",
+            *self.extra,
+        ]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLOE_")}
+        env.update(self.env)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=log, env=env, cwd=ROOT)
+        log.close()
+        endpoints = self.data_dir / "control-plane.json"
+        proc = self.proc
+
+        def ready() -> dict[str, str] | None:
+            if proc.poll() is not None:
+                raise RuntimeError(f"control plane exited with {proc.returncode}:\n{self.log()}")
+            info: dict[str, str] = json.loads(endpoints.read_text())
+            return info if info.get("pid") == proc.pid else None
+
+        try:
+            info = eventually(ready, timeout=timeout)
+        except AssertionError:
+            self.kill()
+            raise AssertionError(f"control plane did not start:\n{self.log()}") from None
+        self.grpc, self.http = info["grpc"], info["http"]
+        return self
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self) -> ControlPlaneProcess:
+        self.stop()
+        return self.start()
