@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,10 +65,10 @@ class ControlPlaneProcess:
         endpoints = self.data_dir / "control-plane.json"
         proc = self.proc
 
-        def ready() -> dict[str, str] | None:
+        def ready() -> dict[str, Any] | None:
             if proc.poll() is not None:
                 raise RuntimeError(f"control plane exited with {proc.returncode}:\n{self.log()}")
-            info: dict[str, str] = json.loads(endpoints.read_text())
+            info: dict[str, Any] = json.loads(endpoints.read_text())
             return info if info.get("pid") == proc.pid else None
 
         try:
@@ -76,7 +76,7 @@ class ControlPlaneProcess:
         except AssertionError:
             self.kill()
             raise AssertionError(f"control plane did not start:\n{self.log()}") from None
-        self.grpc, self.http = info["grpc"], info["http"]
+        self.grpc, self.http = str(info["grpc"]), str(info["http"])
         return self
 
     def log(self) -> str:
