@@ -76,6 +76,7 @@ class ControlPlaneProcess:
         except AssertionError:
             self.kill()
             raise AssertionError(f"control plane did not start:\n{self.log()}") from None
+        assert info is not None
         self.grpc, self.http = str(info["grpc"]), str(info["http"])
         return self
 
