@@ -24,6 +24,7 @@ import yaml
 __all__ = [
     "ConfigError",
     "add_arguments",
+    "format_duration",
     "load_settings",
     "parse_duration",
     "parse_host_port",
@@ -63,6 +64,15 @@ def parse_duration(value: str | float | int) -> float:
     if seconds < 0:
         raise ValueError(f"{value!r} is negative")
     return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest exact form: ``900.0`` -> ``15m``, ``1.5`` -> ``1500ms``."""
+    for unit in ("d", "h", "m", "s"):
+        size = _DURATION_UNITS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{round(seconds * 1000)}ms"
 
 
 def parse_host_port(value: str) -> tuple[str, int]:
@@ -215,7 +225,12 @@ def reference_table(cls: type) -> str:
         default = f.default if f.default is not dataclasses.MISSING else ""
         if f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
-        shown = "" if default is None else str(default)
+        if default is None:
+            shown = "(none)"
+        elif f.metadata.get("kind") == "duration":
+            shown = format_duration(float(default))
+        else:
+            shown = str(default)
         names = f"`{f.name}` | `{_flag_name(f.name)}` | `{_env_name(f.name)}`"
         rows.append(f"| {names} | `{shown}` | {f.metadata.get('help', '')} |")
     return "\n".join(rows)
