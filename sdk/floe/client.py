@@ -19,7 +19,7 @@ import builtins
 import inspect
 import random
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,6 +57,18 @@ def _mask(paths: list[str] | None) -> field_mask_pb2.FieldMask:
     return field_mask_pb2.FieldMask(paths=paths or [])
 
 
+async def _collect(fetch: Callable[[str], Awaitable[Any]], field: str) -> list[Any]:
+    """Follow next_page_token until the last page; ``fetch(token)`` returns one page."""
+    out: list[Any] = []
+    token = ""
+    while True:
+        page = await fetch(token)
+        out.extend(getattr(page, field))
+        token = page.next_page_token
+        if not token:
+            return out
+
+
 class _Api:
     def __init__(self, client: AsyncClient) -> None:
         self._c = client
@@ -85,14 +97,7 @@ class TenantsApi(_Api):
 
     async def list(self) -> builtins.list[tenants_pb2.Tenant]:
         """Every visible tenant, following page tokens."""
-        out: list[tenants_pb2.Tenant] = []
-        token = ""
-        while True:
-            page = await self.list_page(page_size=500, page_token=token)
-            out.extend(page.tenants)
-            token = page.next_page_token
-            if not token:
-                return out
+        return await _collect(lambda token: self.list_page(page_size=500, page_token=token), "tenants")
 
     async def update(self, tenant: tenants_pb2.Tenant, paths: builtins.list[str] | None = None) -> tenants_pb2.Tenant:
         req = tenants_pb2.UpdateTenantRequest(tenant=tenant, update_mask=_mask(paths))
@@ -128,14 +133,7 @@ class DatasetsApi(_Api):
         return await self._c.call(self._c.stubs.datasets.ListDatasets, req)
 
     async def list(self, parent: str = "tenants/-") -> builtins.list[datasets_pb2.Dataset]:
-        out: list[datasets_pb2.Dataset] = []
-        token = ""
-        while True:
-            page = await self.list_page(parent, page_size=500, page_token=token)
-            out.extend(page.datasets)
-            token = page.next_page_token
-            if not token:
-                return out
+        return await _collect(lambda token: self.list_page(parent, page_size=500, page_token=token), "datasets")
 
     async def update(
         self, dataset: datasets_pb2.Dataset, paths: builtins.list[str] | None = None, *, validate_only: bool = False
@@ -196,17 +194,13 @@ class KeysApi(_Api):
         tenant: str = "",
         kind: keys_pb2.KeyKind.ValueType = keys_pb2.KEY_KIND_UNSPECIFIED,
         show_revoked: bool = False,
-    ) -> list[keys_pb2.ApiKey]:
-        out: list[keys_pb2.ApiKey] = []
-        token = ""
-        while True:
-            page = await self.list_page(
+    ) -> builtins.list[keys_pb2.ApiKey]:
+        return await _collect(
+            lambda token: self.list_page(
                 tenant=tenant, kind=kind, show_revoked=show_revoked, page_size=500, page_token=token
-            )
-            out.extend(page.api_keys)
-            token = page.next_page_token
-            if not token:
-                return out
+            ),
+            "api_keys",
+        )
 
     async def revoke(self, name: str) -> keys_pb2.ApiKey:
         req = keys_pb2.RevokeApiKeyRequest(name=_name(name, "keys"))
@@ -232,15 +226,12 @@ class UsersApi(_Api):
         return (await self._c.call(self._c.stubs.users.GetUser, req)).user
 
     async def list(self) -> builtins.list[users_pb2.User]:
-        out: list[users_pb2.User] = []
-        token = ""
-        while True:
-            req = users_pb2.ListUsersRequest(page_size=500, page_token=token)
-            page = await self._c.call(self._c.stubs.users.ListUsers, req)
-            out.extend(page.users)
-            token = page.next_page_token
-            if not token:
-                return out
+        return await _collect(
+            lambda token: self._c.call(
+                self._c.stubs.users.ListUsers, users_pb2.ListUsersRequest(page_size=500, page_token=token)
+            ),
+            "users",
+        )
 
     async def update(self, user: users_pb2.User, paths: builtins.list[str] | None = None) -> users_pb2.User:
         req = users_pb2.UpdateUserRequest(user=user, update_mask=_mask(paths))
