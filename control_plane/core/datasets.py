@@ -101,7 +101,8 @@ def validate_dataset(ds: datasets_pb2.Dataset, prefix: str = "dataset") -> list[
             allowed = ", ".join(sorted(known)) or "none"
             out.append(FieldViolation(f"{prefix}.source.options.{key}", f"is not an option of this source ({allowed})"))
     for key in ("max_payload_bytes", "max_message_bytes", "recv_buffer_bytes"):
-        if key in src.options and not src.options[key].isdigit():
+        # isdigit() alone accepts '²' and other digits int() cannot parse on the agent.
+        if key in src.options and not (src.options[key].isascii() and src.options[key].isdigit()):
             out.append(FieldViolation(f"{prefix}.source.options.{key}", "must be a whole number of bytes"))
     framing = src.options.get("framing")
     if framing is not None and framing not in ("auto", "newline", "octet_counting"):
@@ -136,6 +137,11 @@ def _assignment_key(ds: datasets_pb2.Dataset) -> str | None:
     return None
 
 
+def _tenant_of(name: str) -> str:
+    """``t`` of ``tenants/t/datasets/d``."""
+    return name.split("/")[1] if name.startswith("tenants/") else ""
+
+
 def port_conflicts(
     candidate: datasets_pb2.Dataset, others: Iterable[datasets_pb2.Dataset], prefix: str = "dataset"
 ) -> list[FieldViolation]:
@@ -157,10 +163,12 @@ def port_conflicts(
             continue
         hosts = {candidate.source.bind_host, other.source.bind_host}
         if len(hosts) == 1 or "0.0.0.0" in hosts or "::" in hosts:
+            # Proxies are shared between tenants; never reveal another tenant's dataset names.
+            owner = other.name if _tenant_of(other.name) == _tenant_of(candidate.name) else "another tenant"
             out.append(
                 FieldViolation(
                     f"{prefix}.source.port",
-                    f"{proto.upper()} port {candidate.source.port} is already used by {other.name} on the same proxy",
+                    f"{proto.upper()} port {candidate.source.port} is already used by {owner} on the same proxy",
                 )
             )
     return out

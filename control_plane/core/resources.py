@@ -3,15 +3,18 @@ the record, so what the store says is always what the caller sees."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import TypeVar
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from control_plane.core.errors import FieldViolation, InvalidArgument
+from control_plane.core.errors import Aborted, FieldViolation, InvalidArgument
 from control_plane.store import Record
 
-__all__ = ["etag_of", "expected_revision", "from_record", "timestamp"]
+__all__ = ["check_etag", "etag_of", "from_record", "timestamp", "to_body"]
+
+ETAG_LENGTH = 16
 
 M = TypeVar("M", bound=Message)
 
@@ -23,7 +26,23 @@ def timestamp(nanos: int) -> Timestamp:
 
 
 def etag_of(record: Record) -> str:
-    return str(record.revision)
+    """An opaque etag unique to this version of this resource.
+
+    Derived from the name, creation time and revision, so a resource deleted and re-created
+    under the same name never matches an etag of its predecessor.
+    """
+    raw = f"{record.name}\0{record.create_time}\0{record.revision}".encode()
+    return hashlib.sha256(raw).hexdigest()[:ETAG_LENGTH]
+
+
+def check_etag(record: Record, etag: str, field: str = "etag") -> None:
+    """No-op when ``etag`` is empty; ABORTED when it names another version of ``record``."""
+    if not etag:
+        return
+    if len(etag) != ETAG_LENGTH or not all(c in "0123456789abcdef" for c in etag):
+        raise InvalidArgument.from_violations([FieldViolation(field, f"{etag!r} is not an etag this server issued")])
+    if etag != etag_of(record):
+        raise Aborted(f"{record.name} was changed by someone else (etag is stale): read it again and retry.")
 
 
 def from_record(record: Record, cls: type[M]) -> M:
@@ -48,12 +67,3 @@ def to_body(msg: Message) -> bytes:
         if field in copy.DESCRIPTOR.fields_by_name:
             copy.ClearField(field)
     return copy.SerializeToString(deterministic=True)
-
-
-def expected_revision(etag: str, field: str = "etag") -> int | None:
-    """The revision an etag names; None when no etag was sent."""
-    if not etag:
-        return None
-    if not etag.isdigit():
-        raise InvalidArgument.from_violations([FieldViolation(field, f"{etag!r} is not an etag this server issued")])
-    return int(etag)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from control_plane.core.datasets import apply_defaults, port_conflicts, validate_dataset
-from control_plane.core.errors import Aborted, AlreadyExists, FailedPrecondition, FieldViolation, NotFound
+from control_plane.core.errors import AlreadyExists, FailedPrecondition, FieldViolation, NotFound
 from control_plane.core.fieldmask import apply_update_mask
 from control_plane.core.names import check_id, dataset_name, parse_dataset_name, parse_tenant_name
 from control_plane.core.pagination import page_request
-from control_plane.core.resources import expected_revision, from_record, to_body
+from control_plane.core.resources import check_etag, from_record, to_body
 from control_plane.services.common import fetch_page, principal, require
 from control_plane.services.tenants import validate_labels
 from control_plane.store import Store, Transaction
@@ -33,10 +33,14 @@ UPDATABLE = (
 )
 
 
-async def _check(tx: Transaction, ds: Dataset, tenant_id: str) -> None:
-    """Validate ``ds`` against the rules and against the tenant's other datasets."""
+async def _check(tx: Transaction, ds: Dataset, tenant_id: str, *, dataset_id: str | None = None) -> None:
+    """Validate ``ds`` (and the new ``dataset_id``) against the rules and against the other datasets,
+    reporting every problem at once."""
     apply_defaults(ds)
-    violations = validate_dataset(ds)
+    violations: list[FieldViolation] = []
+    if dataset_id is not None and (bad_id := check_id(dataset_id, "dataset_id")):
+        violations.append(bad_id)
+    violations += validate_dataset(ds)
     violations += validate_labels(ds.labels, "dataset.labels")
     for i, step in enumerate(ds.transformations):
         if step.WhichOneof("kind") == "route":
@@ -47,9 +51,9 @@ async def _check(tx: Transaction, ds: Dataset, tenant_id: str) -> None:
                         f"dataset.transformations[{i}].route.dataset", "must be a dataset of the same tenant"
                     )
                 )
-    if not violations:
-        others = [from_record(r, Dataset) for r in await tx.list_all("datasets")]
-        violations += port_conflicts(ds, others)
+    # Checked even when other fields are bad, so a caller learns of a taken port in the same round.
+    others = [from_record(r, Dataset) for r in await tx.list_all("datasets")]
+    violations += port_conflicts(ds, others)
     require(violations)
 
 
@@ -60,7 +64,6 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
     async def CreateDataset(self, request: datasets_pb2.CreateDatasetRequest, context: Any) -> Any:
         tenant_id = parse_tenant_name(request.parent, "parent")
         principal().require_write(tenant_id, request.parent)
-        require([check_id(request.dataset_id, "dataset_id")])
         ds = Dataset()
         ds.CopyFrom(request.dataset)
         name = dataset_name(tenant_id, request.dataset_id)
@@ -71,7 +74,7 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
                 raise NotFound(f"{request.parent} does not exist.")
             if tenants_pb2.Tenant.FromString(tenant.body).state == tenants_pb2.Tenant.STATE_SUSPENDED:
                 raise FailedPrecondition(f"{request.parent} is suspended.", reason="TENANT_SUSPENDED")
-            await _check(tx, ds, tenant_id)
+            await _check(tx, ds, tenant_id, dataset_id=request.dataset_id)
             if request.validate_only:
                 if await tx.get(name) is not None:
                     raise AlreadyExists(f"{name} already exists.")
@@ -109,16 +112,14 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
         name = request.dataset.name
         tenant_id, _ = parse_dataset_name(name, "dataset.name")
         principal().require_write(tenant_id, name)
-        expected = expected_revision(request.dataset.etag, "dataset.etag")
         async with self._store.transaction() as tx:
             record = await tx.get(name)
             if record is None:
                 raise NotFound(f"{name} does not exist.")
+            check_etag(record, request.dataset.etag, "dataset.etag")
             ds = from_record(record, Dataset)
             apply_update_mask(ds, request.dataset, request.update_mask, UPDATABLE, prefix="dataset")
             await _check(tx, ds, tenant_id)
-            if expected is not None and expected != record.revision:
-                raise Aborted(f"{name} was changed by someone else (etag is stale): read it again and retry.")
             if request.validate_only:
                 return datasets_pb2.UpdateDatasetResponse(dataset=ds)
             updated = await tx.update(name, to_body(ds), expected_revision=record.revision)
@@ -128,5 +129,9 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
         tenant_id, _ = parse_dataset_name(request.name)
         principal().require_write(tenant_id, request.name)
         async with self._store.transaction() as tx:
-            await tx.delete(request.name, expected_revision=expected_revision(request.etag))
+            record = await tx.get(request.name)
+            if record is None:
+                raise NotFound(f"{request.name} does not exist.")
+            check_etag(record, request.etag)
+            await tx.delete(request.name, expected_revision=record.revision)
         return datasets_pb2.DeleteDatasetResponse()

@@ -9,7 +9,7 @@ from control_plane.core.errors import FailedPrecondition, FieldViolation, NotFou
 from control_plane.core.fieldmask import apply_update_mask
 from control_plane.core.names import check_id, parse_tenant_name, tenant_name
 from control_plane.core.pagination import page_request
-from control_plane.core.resources import expected_revision, from_record, to_body
+from control_plane.core.resources import check_etag, from_record, to_body
 from control_plane.services.common import fetch_page, principal, require
 from control_plane.store import Store
 from floe.v1 import common_pb2, tenants_pb2, tenants_pb2_grpc
@@ -86,17 +86,17 @@ class TenantServicer(tenants_pb2_grpc.TenantServiceServicer):
         name = request.tenant.name
         tenant_id = parse_tenant_name(name, "tenant.name")
         principal().require_write(tenant_id, name)
-        expected = expected_revision(request.tenant.etag, "tenant.etag")
         async with self._store.transaction() as tx:
             record = await tx.get(name)
             if record is None:
                 raise NotFound(f"{name} does not exist.")
+            check_etag(record, request.tenant.etag, "tenant.etag")
             tenant = from_record(record, Tenant)
             apply_update_mask(tenant, request.tenant, request.update_mask, UPDATABLE, prefix="tenant")
             if tenant.state == Tenant.STATE_UNSPECIFIED:
                 tenant.state = Tenant.STATE_ACTIVE
             require(validate_tenant(tenant))
-            updated = await tx.update(name, to_body(tenant), expected_revision=expected or record.revision)
+            updated = await tx.update(name, to_body(tenant), expected_revision=record.revision)
         return tenants_pb2.UpdateTenantResponse(tenant=from_record(updated, Tenant))
 
     async def DeleteTenant(self, request: tenants_pb2.DeleteTenantRequest, context: Any) -> Any:
@@ -104,11 +104,12 @@ class TenantServicer(tenants_pb2_grpc.TenantServiceServicer):
         caller = principal()
         caller.require_read(tenant_id, request.name)
         caller.require_global("Deleting tenants", min_role=common_pb2.ROLE_EDITOR)
-        expected = expected_revision(request.etag)
         revoked: list[str] = []
         async with self._store.transaction() as tx:
-            if await tx.get(request.name) is None:
+            record = await tx.get(request.name)
+            if record is None:
                 raise NotFound(f"{request.name} does not exist.")
+            check_etag(record, request.etag)
             datasets = await tx.list_all("datasets", parent=request.name)
             if datasets and not request.force:
                 raise FailedPrecondition(
@@ -122,7 +123,7 @@ class TenantServicer(tenants_pb2_grpc.TenantServiceServicer):
             for key in await tx.list_all("keys", parent=request.name):
                 await tx.delete(key.name)
                 revoked.append(key.name)
-            await tx.delete(request.name, expected_revision=expected)
+            await tx.delete(request.name, expected_revision=record.revision)
         for key_name in revoked:
             self._auth.invalidate(key_name)
         return tenants_pb2.DeleteTenantResponse()

@@ -21,7 +21,7 @@ from control_plane.core.errors import (
 from control_plane.core.fieldmask import apply_update_mask
 from control_plane.core.names import check_id, parse_name, parse_tenant_name
 from control_plane.core.pagination import page_request
-from control_plane.core.resources import expected_revision, from_record, timestamp, to_body
+from control_plane.core.resources import check_etag, from_record, timestamp, to_body
 from control_plane.services.common import fetch_page, principal, require
 from control_plane.services.keys import check_grant
 from control_plane.store import Record, Session, Store
@@ -113,19 +113,17 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
         caller.require_global("Managing users")
         name = request.user.name
         parse_name(name, "users", "user.name", user=True)
-        expected = expected_revision(request.user.etag, "user.etag")
         async with self._store.transaction() as tx:
             record = await tx.get(name)
             if record is None:
                 raise NotFound(f"{name} does not exist.")
+            check_etag(record, request.user.etag, "user.etag")
             user = from_record(record, User)
             apply_update_mask(user, request.user, request.update_mask, UPDATABLE, prefix="user")
             require(_validate(caller, user))
             if user.tenant and await tx.get(user.tenant) is None:
                 raise NotFound(f"{user.tenant} does not exist.")
-            updated = await tx.update(
-                name, to_body(user), expected_revision=expected or record.revision, parent=user.tenant
-            )
+            updated = await tx.update(name, to_body(user), expected_revision=record.revision, parent=user.tenant)
         if user.disabled:
             await self._store.revoke_user_sessions(name, time.time_ns())
         return users_pb2.UpdateUserResponse(user=_user(updated))
@@ -134,7 +132,11 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
         principal().require_global("Managing users")
         parse_name(request.name, "users", user=True)
         async with self._store.transaction() as tx:
-            await tx.delete(request.name, expected_revision=expected_revision(request.etag))
+            record = await tx.get(request.name)
+            if record is None:
+                raise NotFound(f"{request.name} does not exist.")
+            check_etag(record, request.etag)
+            await tx.delete(request.name, expected_revision=record.revision)
         await self._store.revoke_user_sessions(request.name, time.time_ns())
         return users_pb2.DeleteUserResponse()
 
