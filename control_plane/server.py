@@ -29,6 +29,7 @@ from control_plane.auth.tokens import TokenSigner, load_or_create_signing_key
 from control_plane.bootstrap import ensure_admin_key
 from control_plane.config import ControlPlaneSettings
 from control_plane.http import build_http_app
+from control_plane.reflection import ReflectionPool
 from control_plane.rpc import FloeInterceptor
 from control_plane.services.datasets import DatasetServicer
 from control_plane.services.health import HealthServicer, StaticRegistry, check_store
@@ -107,6 +108,9 @@ class ControlPlane:
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ("grpc.keepalive_permit_without_calls", 1),
+            # gRPC binds with SO_REUSEPORT by default, so a second control plane on a port in use
+            # would silently share it (and its calls) instead of failing: turn that off.
+            ("grpc.so_reuseport", 0),
         ]
         server = grpc.aio.server(interceptors=[FloeInterceptor(self.authenticator)], options=opts)
         tenants_pb2_grpc.add_TenantServiceServicer_to_server(TenantServicer(self.store, self.authenticator), server)
@@ -127,9 +131,13 @@ class ControlPlane:
                 reflection.SERVICE_NAME,
             ),
             server,
+            pool=ReflectionPool(),  # so `grpcurl describe pkg.Service.Method` works (see reflection.py)
         )
         host, port = parse_host_port(s.grpc_listen)
-        bound = server.add_insecure_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        try:
+            bound = server.add_insecure_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        except RuntimeError:  # grpcio >= 1.5x raises instead of returning 0 when it cannot bind
+            bound = 0
         if bound == 0:
             raise OSError(f"cannot listen on {s.grpc_listen} for gRPC (grpc_listen): address in use or not local")
         self.grpc_address = f"{host}:{bound}"

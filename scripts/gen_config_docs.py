@@ -23,7 +23,8 @@ def render(text: str) -> str:
         pattern = re.compile(rf"(<!-- BEGIN settings:{name} -->\n).*?(<!-- END settings:{name} -->)", re.S)
         if not pattern.search(text):
             raise SystemExit(f"{DOC}: markers for settings:{name} are missing")
-        text = pattern.sub(lambda m, cls=cls: m.group(1) + reference_table(cls) + "\n" + m.group(2), text)
+        table = reference_table(cls)
+        text = pattern.sub(lambda m: m.group(1) + table + "\n" + m.group(2), text)
     return text
 
 

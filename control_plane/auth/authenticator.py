@@ -62,6 +62,9 @@ class Authenticator:
         self._recheck = recheck_seconds
         self._pepper = secrets.token_bytes(32)
         self._cache: dict[str, _Verified] = {}
+        #: Bumped whenever a key is forgotten, so a verification that was in flight meanwhile
+        #: re-reads its record instead of caching what it read before the revocation.
+        self._epoch = 0
         self._inflight: dict[tuple[str, bytes], asyncio.Future[Principal]] = {}
         self._background: set[asyncio.Task[None]] = set()
         #: Called with a key name (``keys/{id}``) when it stops being valid on this replica.
@@ -69,6 +72,7 @@ class Authenticator:
 
     def forget(self, key_name: str) -> None:
         """Drop a key's cache entry so the next call re-reads its record (e.g. a new revoke_time)."""
+        self._epoch += 1
         self._cache.pop(key_name.removeprefix("keys/"), None)
 
     def invalidate(self, key_name: str) -> None:
@@ -153,26 +157,33 @@ class Authenticator:
     async def _load_key(
         self, key_id: str, prefix: str, token: str, digest: bytes, entry: _Verified | None
     ) -> Principal:
-        found = await self._store.get_with_credential(f"keys/{key_id}")
         unknown = Unauthenticated(f"API key {prefix} is not valid.", reason="KEY_INVALID")
-        if found is None:
-            self._cache.pop(key_id, None)
-            raise unknown
-        record, hashed = found
-        key = keys_pb2.ApiKey.FromString(record.body)
-        now = time.time()
-        valid_until = float("inf")
-        if key.HasField("revoke_time"):
-            valid_until = key.revoke_time.ToNanoseconds() / 1e9
-        if key.HasField("expire_time"):
-            valid_until = min(valid_until, key.expire_time.ToNanoseconds() / 1e9)
-        if now >= valid_until:
-            self._cache.pop(key_id, None)
-            raise Unauthenticated(f"API key {prefix} is revoked or expired.", reason="KEY_REVOKED")
         # The digest matched a verified entry: the secret is right, only the record needed a look.
         verified = entry is not None and hmac.compare_digest(entry.digest, digest)
-        if not verified and not await verify_secret(hashed, token):
-            raise unknown
+        while True:
+            epoch = self._epoch
+            found = await self._store.get_with_credential(f"keys/{key_id}")
+            if found is None:
+                self._cache.pop(key_id, None)
+                raise unknown
+            record, hashed = found
+            key = keys_pb2.ApiKey.FromString(record.body)
+            now = time.time()
+            valid_until = float("inf")
+            if key.HasField("revoke_time"):
+                valid_until = key.revoke_time.ToNanoseconds() / 1e9
+            if key.HasField("expire_time"):
+                valid_until = min(valid_until, key.expire_time.ToNanoseconds() / 1e9)
+            if now >= valid_until:
+                self._cache.pop(key_id, None)
+                raise Unauthenticated(f"API key {prefix} is revoked or expired.", reason="KEY_REVOKED")
+            if not verified and not await verify_secret(hashed, token):
+                raise unknown
+            verified = True
+            if self._epoch == epoch:
+                break
+            # A key was revoked or rotated while this one was being read or verified (argon2 takes
+            # ~100 ms): the record above may predate that, so read it again (no second argon2).
         principal = Principal(f"keys/{key_id}", key.role, key.tenant.removeprefix("tenants/") or None)
         fresh = _Verified(digest, principal, valid_until, now, record.last_used_time)
         self._cache[key_id] = fresh

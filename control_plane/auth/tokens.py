@@ -3,6 +3,7 @@ across restarts (created with mode 0600 on first start)."""
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import time
@@ -63,21 +64,23 @@ class TokenSigner:
 
     def issue(self, subject: str, role: int, tenant: str | None) -> tuple[str, float]:
         now = time.time()
-        exp = now + self.ttl
+        # JWT times are whole seconds: round the expiry up so a token never lives shorter than
+        # the configured TTL (rounding down gave a 1 s token anywhere from 0 to 1 s).
+        exp = math.ceil(now + self.ttl)
         payload: dict[str, Any] = {
             "iss": ISSUER,
             "aud": AUDIENCE,
             "sub": subject,
             "iat": int(now),
             "nbf": int(now) - 5,
-            "exp": int(exp),
+            "exp": exp,
             "jti": secrets.token_hex(8),
             "role": role,
             "typ": "access",
         }
         if tenant:
             payload["tenant"] = tenant
-        return jwt.encode(payload, self._key, algorithm="EdDSA"), float(int(exp))
+        return jwt.encode(payload, self._key, algorithm="EdDSA"), float(exp)
 
     def verify(self, token: str) -> TokenClaims:
         """Raise ``jwt.InvalidTokenError`` (expired, tampered, wrong issuer...) or return the claims."""

@@ -77,6 +77,8 @@ class KeyServicer(keys_pb2_grpc.KeyServiceServicer):
 
     async def CreateApiKey(self, request: keys_pb2.CreateApiKeyRequest, context: Any) -> Any:
         caller = principal()
+        # Creating a key is a write: a viewer (or agent) hands out no credential, not even its own role.
+        caller.require_write(caller.tenant or "", "keys")
         key = ApiKey()
         key.CopyFrom(request.api_key)
         key.ClearField("revoke_time")
@@ -119,6 +121,7 @@ class KeyServicer(keys_pb2_grpc.KeyServiceServicer):
             caller.require_read(tenant, request.tenant)
             parent = request.tenant
         elif caller.tenant is not None:
+            caller.require_read(caller.tenant, "keys")  # a tenant-bound agent key lists nothing either
             parent = f"tenants/{caller.tenant}"
         else:
             caller.require_read("", "keys")
