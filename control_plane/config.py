@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from floe.settings import parse_host_port, setting
+from floe.settings import ConfigError, parse_host_port, setting
 
 __all__ = ["LOG_LEVELS", "ControlPlaneSettings"]
 
@@ -44,19 +44,26 @@ class ControlPlaneSettings:
     log_format: str = setting("auto", "auto (JSON unless a terminal), json or text.")
 
     def __post_init__(self) -> None:
-        parse_host_port(self.grpc_listen)
-        parse_host_port(self.http_listen)
+        # Collect every problem so one run of the process reports them all.
+        problems: list[str] = []
+        for name in ("grpc_listen", "http_listen"):
+            try:
+                parse_host_port(getattr(self, name))
+            except ValueError as exc:
+                problems.append(f"{name}: {exc}")
         if self.log_level.lower() not in LOG_LEVELS:
-            raise ValueError(f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+            problems.append(f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
         if self.log_format not in ("auto", "json", "text"):
-            raise ValueError(f"log_format: {self.log_format!r} is not auto, json or text")
+            problems.append(f"log_format: {self.log_format!r} is not auto, json or text")
         for name in ("access_token_ttl", "refresh_token_ttl", "key_recheck_interval"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name}: must be greater than zero")
+                problems.append(f"{name}: must be greater than zero")
         if self.auth_failure_burst < 1 or self.auth_failure_rate <= 0:
-            raise ValueError("auth_failure_burst / auth_failure_rate: must be positive")
+            problems.append("auth_failure_burst / auth_failure_rate: must be positive")
         if self.max_message_bytes < 64 * 1024:
-            raise ValueError("max_message_bytes: must be at least 65536")
+            problems.append("max_message_bytes: must be at least 65536")
+        if problems:
+            raise ConfigError(problems)
 
     @property
     def signing_key_path(self) -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import re
 import types
@@ -61,6 +62,8 @@ def parse_duration(value: str | float | int) -> float:
         if not m:
             raise ValueError(f"{value!r} is not a duration such as 30s, 15m or 2h")
         seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    if not math.isfinite(seconds):  # YAML .nan / .inf, or a number too large to be a duration
+        raise ValueError(f"{value!r} is not a finite duration")
     if seconds < 0:
         raise ValueError(f"{value!r} is negative")
     return seconds
@@ -120,11 +123,15 @@ def _convert(cls: type, f: dataclasses.Field[Any], raw: Any) -> Any:
             return False
         raise ValueError(f"{raw!r} is not a boolean (true/false)")
     if tp is int:
-        if isinstance(raw, bool):
+        # YAML may give a float: 2.5 must not silently become 2 (the env value "2.5" is refused too).
+        if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
             raise ValueError(f"{raw!r} is not an integer")
         return int(raw)
     if tp is float:
-        return float(raw)
+        number = float(raw)
+        if not math.isfinite(number):
+            raise ValueError(f"{raw!r} is not a finite number")
+        return number
     if tp is Path:
         return Path(str(raw)).expanduser()
     if tp is str:
@@ -213,6 +220,8 @@ def load_settings(
         raise ConfigError(problems)
     try:
         settings = cls(**values)
+    except ConfigError:  # __post_init__ that already lists every problem
+        raise
     except ValueError as exc:  # __post_init__ cross-field checks
         raise ConfigError([str(exc)]) from exc
     return settings
