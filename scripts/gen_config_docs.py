@@ -23,8 +23,9 @@ def render(text: str) -> str:
         pattern = re.compile(rf"(<!-- BEGIN settings:{name} -->\n).*?(<!-- END settings:{name} -->)", re.S)
         if not pattern.search(text):
             raise SystemExit(f"{DOC}: markers for settings:{name} are missing")
-        table = reference_table(cls)
-        text = pattern.sub(lambda m: m.group(1) + table + "\n" + m.group(2), text)
+        # A replacement string would interpret backslashes in the table; escape them.
+        table = reference_table(cls).replace("\\", "\\\\")
+        text = pattern.sub(rf"\g<1>{table}\n\g<2>", text)
     return text
 
 

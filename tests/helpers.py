@@ -64,18 +64,21 @@ class ControlPlaneProcess:
         log.close()
         endpoints = self.data_dir / "control-plane.json"
         proc = self.proc
-
-        def ready() -> dict[str, Any] | None:
+        deadline = time.monotonic() + timeout
+        info: dict[str, Any] | None = None
+        while info is None:
             if proc.poll() is not None:
-                raise RuntimeError(f"control plane exited with {proc.returncode}:\n{self.log()}")
-            info: dict[str, Any] = json.loads(endpoints.read_text())
-            return info if info.get("pid") == proc.pid else None
-
-        try:
-            info = eventually(ready, timeout=timeout)
-        except AssertionError:
-            self.kill()
-            raise AssertionError(f"control plane did not start:\n{self.log()}") from None
+                raise AssertionError(f"control plane exited with {proc.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError(f"control plane did not start within {timeout}s:\n{self.log()}")
+            try:
+                found: dict[str, Any] = json.loads(endpoints.read_text())
+                info = found if found.get("pid") == proc.pid else None
+            except (OSError, ValueError):
+                pass
+            if info is None:
+                time.sleep(0.05)
         assert info is not None
         self.grpc, self.http = str(info["grpc"]), str(info["http"])
         return self

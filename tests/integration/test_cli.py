@@ -150,6 +150,15 @@ def test_tenants_create_list_get_update_delete(cli: Cli, uid: Callable[[str], st
     assert f"tenants/{tenant}" in gone.stderr
 
 
+def test_output_flag_is_accepted_after_the_command(cli: Cli, uid: Callable[[str], str]) -> None:
+    tenant = uid("late-o")
+    cli("tenants", "create", tenant)
+    before = json.loads(cli("-o", "json", "tenants", "get", tenant).stdout)
+    after = json.loads(cli("tenants", "get", tenant, "-o", "json").stdout)
+    assert before == after
+    assert after["name"] == f"tenants/{tenant}"
+
+
 def test_invalid_request_exits_1_naming_the_field(cli: Cli, uid: Callable[[str], str]) -> None:
     bad = cli("tenants", "create", "Not_Valid!", ok=False)
     assert bad.returncode == 1

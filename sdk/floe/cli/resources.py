@@ -294,7 +294,24 @@ def _dataset_flags(p: argparse.ArgumentParser) -> None:
 
 
 def add_resource_commands(sub: Any) -> None:
-    t = sub.add_parser("tenants", help="manage tenants").add_subparsers(dest="action", required=True)
+    # -o/--output is accepted after the command too (`floe tenants list -o json`); SUPPRESS keeps
+    # the top-level value unless given here.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-o", "--output", choices=["table", "json"], default=argparse.SUPPRESS)
+
+    def group(name: str, help_text: str) -> Any:
+        parser = sub.add_parser(name, help=help_text)
+        actions = parser.add_subparsers(dest="action", required=True)
+        original = actions.add_parser
+
+        def add_parser(*args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("parents", []).append(common)
+            return original(*args, **kwargs)
+
+        actions.add_parser = add_parser
+        return actions
+
+    t = group("tenants", "manage tenants")
     t.add_parser("list", help="list tenants")
     t.add_parser("get").add_argument("name")
     c = t.add_parser("create")
@@ -312,7 +329,7 @@ def add_resource_commands(sub: Any) -> None:
     d.add_argument("name")
     d.add_argument("--force", action="store_true", help="also delete its datasets, users and keys")
 
-    ds = sub.add_parser("datasets", help="manage datasets").add_subparsers(dest="action", required=True)
+    ds = group("datasets", "manage datasets")
     ds.add_parser("list").add_argument("--tenant", help="tenants/ID (default: every visible tenant)")
     ds.add_parser("get").add_argument("name", help="tenants/T/datasets/D")
     c = ds.add_parser("create")
@@ -323,7 +340,7 @@ def add_resource_commands(sub: Any) -> None:
     _dataset_flags(u)
     ds.add_parser("delete").add_argument("name")
 
-    k = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="action", required=True)
+    k = group("keys", "manage API keys")
     kl = k.add_parser("list")
     kl.add_argument("--tenant")
     kl.add_argument("--kind", choices=sorted(KINDS))
@@ -339,7 +356,7 @@ def add_resource_commands(sub: Any) -> None:
     kr.add_argument("name")
     kr.add_argument("--grace", type=float, default=0, help="seconds the old key stays valid")
 
-    us = sub.add_parser("users", help="manage users").add_subparsers(dest="action", required=True)
+    us = group("users", "manage users")
     us.add_parser("list")
     us.add_parser("get").add_argument("name")
     uc = us.add_parser("create")
@@ -353,5 +370,5 @@ def add_resource_commands(sub: Any) -> None:
     sp.add_argument("name")
     sp.add_argument("--password")
 
-    sub.add_parser("whoami", help="show the caller's identity")
-    sub.add_parser("health", help="control-plane health")
+    sub.add_parser("whoami", help="show the caller's identity", parents=[common])
+    sub.add_parser("health", help="control-plane health", parents=[common])
