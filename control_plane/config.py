@@ -40,6 +40,12 @@ class ControlPlaneSettings:
     )
     drain_timeout: float = setting(30.0, "On SIGTERM, how long in-flight calls may finish.", kind="duration")
     max_message_bytes: int = setting(4 * 1024 * 1024, "Largest gRPC message accepted or sent.")
+    agent_heartbeat_interval: float = setting(
+        10.0, "How often agents must send a heartbeat; offline after three missed.", kind="duration"
+    )
+    agent_health_interval: float = setting(10.0, "How often agents send health reports.", kind="duration")
+    agent_connect_burst: int = setting(2000, "Agent streams that may connect at once before throttling.")
+    agent_connect_rate: float = setting(500.0, "Agent connects allowed per second after the burst.")
     log_level: str = setting("info", "debug, info, warning or error.")
     log_format: str = setting("auto", "auto (JSON unless a terminal), json or text.")
 
@@ -55,7 +61,14 @@ class ControlPlaneSettings:
             problems.append(f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
         if self.log_format not in ("auto", "json", "text"):
             problems.append(f"log_format: {self.log_format!r} is not auto, json or text")
-        for name in ("access_token_ttl", "refresh_token_ttl", "key_recheck_interval"):
+        for name in (
+            "access_token_ttl",
+            "refresh_token_ttl",
+            "key_recheck_interval",
+            "agent_heartbeat_interval",
+            "agent_health_interval",
+            "agent_connect_rate",
+        ):
             if getattr(self, name) <= 0:
                 problems.append(f"{name}: must be greater than zero")
         if self.auth_failure_burst < 1 or self.auth_failure_rate <= 0:

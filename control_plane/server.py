@@ -28,19 +28,25 @@ from control_plane.auth.ratelimit import FailureLimiter
 from control_plane.auth.tokens import TokenSigner, load_or_create_signing_key
 from control_plane.bootstrap import ensure_admin_key
 from control_plane.config import ControlPlaneSettings
+from control_plane.fleet.registry import AgentRegistry
+from control_plane.fleet.service import AgentServicer, FleetServicer, WorkServicer
 from control_plane.http import build_http_app
 from control_plane.reflection import ReflectionPool
 from control_plane.rpc import FloeInterceptor
 from control_plane.services.datasets import DatasetServicer
-from control_plane.services.health import HealthServicer, StaticRegistry, check_store
+from control_plane.services.health import HealthServicer, check_store
 from control_plane.services.keys import KeyServicer
 from control_plane.services.tenants import TenantServicer
 from control_plane.services.users import AuthServicer, UserServicer
 from control_plane.store import Store, open_store
 from floe.settings import parse_host_port
 from floe.v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
     datasets_pb2,
     datasets_pb2_grpc,
+    fleet_pb2,
+    fleet_pb2_grpc,
     health_pb2,
     health_pb2_grpc,
     keys_pb2,
@@ -49,6 +55,8 @@ from floe.v1 import (
     tenants_pb2_grpc,
     users_pb2,
     users_pb2_grpc,
+    work_pb2,
+    work_pb2_grpc,
 )
 
 __all__ = ["SERVICE_NAMES", "ControlPlane", "run_forever"]
@@ -62,6 +70,9 @@ SERVICE_NAMES = (
     users_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
     users_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
     health_pb2.DESCRIPTOR.services_by_name["HealthService"].full_name,
+    agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
+    fleet_pb2.DESCRIPTOR.services_by_name["FleetService"].full_name,
+    work_pb2.DESCRIPTOR.services_by_name["WorkService"].full_name,
 )
 
 
@@ -100,6 +111,11 @@ class ControlPlane:
         limiter = FailureLimiter(s.auth_failure_burst, s.auth_failure_rate)
         self.authenticator = Authenticator(self.store, signer, limiter, recheck_seconds=s.key_recheck_interval)
         await ensure_admin_key(self.store, s.admin_key_path)
+        self.fleet = AgentRegistry(
+            self.store, heartbeat_interval=s.agent_heartbeat_interval, health_interval=s.agent_health_interval
+        )
+        await self.fleet.start()
+        self.authenticator.on_revoke.append(self.fleet.close_key)
 
         opts = [
             ("grpc.max_receive_message_length", s.max_message_bytes),
@@ -121,8 +137,12 @@ class ControlPlane:
             AuthServicer(self.store, signer, self.authenticator, s.refresh_token_ttl), server
         )
         health_pb2_grpc.add_HealthServiceServicer_to_server(
-            HealthServicer(self.store, StaticRegistry(), self.version, self.started), server
+            HealthServicer(self.store, self.fleet, self.version, self.started), server
         )
+        connects = FailureLimiter(s.agent_connect_burst, s.agent_connect_rate)
+        agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(self.fleet, connects), server)
+        fleet_pb2_grpc.add_FleetServiceServicer_to_server(FleetServicer(self.fleet), server)
+        work_pb2_grpc.add_WorkServiceServicer_to_server(WorkServicer(self.store), server)
         grpc_health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (
@@ -184,6 +204,8 @@ class ControlPlane:
             self.endpoints_file.unlink(missing_ok=True)
         if self._server is not None:
             await self._health.enter_graceful_shutdown()
+            # Control streams never finish on their own: end them so the drain covers unary calls.
+            await self.fleet.stop()
             await self._server.stop(self.settings.drain_timeout)
             self._server = None
         if self._http is not None:

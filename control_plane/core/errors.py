@@ -11,6 +11,7 @@ import grpc
 __all__ = [
     "Aborted",
     "AlreadyExists",
+    "DeadlineExceeded",
     "FailedPrecondition",
     "FieldViolation",
     "FloeError",
@@ -107,6 +108,13 @@ class Unauthenticated(FloeError):
 
     code = grpc.StatusCode.UNAUTHENTICATED
     default_reason = "UNAUTHENTICATED"
+
+
+class DeadlineExceeded(FloeError):
+    """Raised when something the call waited for (an agent's answer) did not come in time."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    default_reason = "DEADLINE_EXCEEDED"
 
 
 class ResourceExhausted(FloeError):

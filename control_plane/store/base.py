@@ -5,12 +5,14 @@ the store except to the authenticator. An implementation must make every write o
 
 from __future__ import annotations
 
+import builtins
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["Record", "Session", "Store", "Transaction", "open_store"]
+__all__ = ["Lease", "Record", "Session", "Store", "Transaction", "open_store"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,16 @@ class Record:
     update_time: int
     #: Nanoseconds; only keys track it. 0 when never used.
     last_used_time: int = 0
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A claim on a work item until ``expire_time`` (unix nanoseconds)."""
+
+    item: str
+    holder: str
+    generation: int
+    expire_time: int
 
 
 @dataclass(frozen=True)
@@ -96,6 +108,23 @@ class Store(Protocol):
     async def revoke_user_sessions(self, user: str, when: int) -> None: ...
 
     async def schema_version(self) -> int: ...
+
+    def add_listener(self, callback: Callable[[frozenset[str]], None]) -> None:
+        """Call ``callback`` with the collections a committed transaction changed."""
+
+    async def claim_work(
+        self, items: Sequence[str], holder: str, ttl_ns: int
+    ) -> tuple[builtins.list[Lease], builtins.list[str]]:
+        """Lease every listed item that is free, released, or whose lease expired.
+
+        Returns the leases won and the items already done, atomically.
+        """
+
+    async def renew_lease(self, item: str, holder: str, generation: int, ttl_ns: int) -> Lease:
+        """Extend a lease still held by ``holder`` at ``generation``; Aborted otherwise."""
+
+    async def finish_lease(self, item: str, holder: str, generation: int, *, done: bool) -> None:
+        """End a lease, marking the item done or released; Aborted if not held by the caller."""
 
 
 def open_store(url: str, data_dir: Path) -> Store:

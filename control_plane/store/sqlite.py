@@ -9,10 +9,11 @@ while a write is in progress. Nothing here blocks the event loop.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from control_plane.core.errors import Aborted, AlreadyExists, NotFound
-from control_plane.store.base import Record, Session, Transaction
+from control_plane.store.base import Lease, Record, Session, Transaction
 
 __all__ = ["SqliteStore"]
 
@@ -60,6 +61,7 @@ class SqliteStore:
         self._tx_lock = asyncio.Lock()
         self._all_conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
+        self._listeners: list[Callable[[frozenset[str]], None]] = []
 
     # -- connections -------------------------------------------------------------------------
 
@@ -172,6 +174,13 @@ class SqliteStore:
     async def touch(self, name: str, when: int) -> None:
         await self._write(lambda c: c.execute("UPDATE resources SET last_used_time = ? WHERE name = ?", (when, name)))
 
+    def add_listener(self, callback: Callable[[frozenset[str]], None]) -> None:
+        self._listeners.append(callback)
+
+    def _notify(self, collections: frozenset[str]) -> None:
+        for callback in self._listeners:
+            callback(collections)
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         async with self._tx_lock:
@@ -184,6 +193,93 @@ class SqliteStore:
                 raise
             else:
                 await asyncio.shield(self._write(lambda c: c.execute("COMMIT")))
+        if tx.changed:
+            self._notify(frozenset(tx.changed))
+
+    # -- work leases -------------------------------------------------------------------------
+
+    async def claim_work(
+        self, items: Sequence[str], holder: str, ttl_ns: int
+    ) -> tuple[builtins.list[Lease], builtins.list[str]]:
+        def run(c: sqlite3.Connection) -> tuple[list[Lease], list[str]]:
+            now = time.time_ns()
+            won: list[Lease] = []
+            done: list[str] = []
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                for item in items:
+                    row = c.execute(
+                        "SELECT generation, expire_time, state FROM leases WHERE item = ?", (item,)
+                    ).fetchone()
+                    if row is None:
+                        generation = 1
+                        c.execute(
+                            "INSERT INTO leases VALUES (?, ?, ?, ?, 'held', ?)", (item, holder, 1, now + ttl_ns, now)
+                        )
+                    elif row[2] == "done":
+                        done.append(item)
+                        continue
+                    elif row[2] == "held" and row[1] > now:
+                        continue
+                    else:
+                        generation = row[0] + 1
+                        c.execute(
+                            "UPDATE leases SET holder = ?, generation = ?, expire_time = ?, state = 'held', "
+                            "update_time = ? WHERE item = ?",
+                            (holder, generation, now + ttl_ns, now, item),
+                        )
+                    won.append(Lease(item, holder, generation, now + ttl_ns))
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            return won, done
+
+        async with self._tx_lock:
+            return await self._write(run)
+
+    def _held(self, c: sqlite3.Connection, item: str, holder: str, generation: int, now: int) -> None:
+        row = c.execute("SELECT holder, generation, expire_time, state FROM leases WHERE item = ?", (item,)).fetchone()
+        if row is None or row[3] != "held" or row[0] != holder or row[1] != generation:
+            raise Aborted(f"{item}: the lease is not held by {holder} at generation {generation}.", reason="LEASE_LOST")
+        if row[2] <= now:
+            raise Aborted(f"{item}: the lease expired; claim the item again.", reason="LEASE_EXPIRED")
+
+    async def renew_lease(self, item: str, holder: str, generation: int, ttl_ns: int) -> Lease:
+        def run(c: sqlite3.Connection) -> Lease:
+            now = time.time_ns()
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                self._held(c, item, holder, generation, now)
+                c.execute(
+                    "UPDATE leases SET expire_time = ?, update_time = ? WHERE item = ?", (now + ttl_ns, now, item)
+                )
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            return Lease(item, holder, generation, now + ttl_ns)
+
+        async with self._tx_lock:
+            return await self._write(run)
+
+    async def finish_lease(self, item: str, holder: str, generation: int, *, done: bool) -> None:
+        def run(c: sqlite3.Connection) -> None:
+            now = time.time_ns()
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                self._held(c, item, holder, generation, now)
+                c.execute(
+                    "UPDATE leases SET state = ?, expire_time = ?, update_time = ? WHERE item = ?",
+                    ("done" if done else "released", now, now, item),
+                )
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+
+        async with self._tx_lock:
+            await self._write(run)
 
     async def create_session(self, session: Session) -> None:
         await self._write(
@@ -229,6 +325,8 @@ class _SqliteTransaction:
 
     def __init__(self, store: SqliteStore) -> None:
         self._store = store
+        #: Collections written in this transaction, announced to listeners after commit.
+        self.changed: set[str] = set()
 
     async def get(self, name: str) -> Record | None:
         row = await self._store._write(
@@ -264,7 +362,9 @@ class _SqliteTransaction:
                 c.execute("INSERT INTO credentials (name, hash) VALUES (?, ?)", (name, credential))
             return Record(name, collection, parent, body, 1, now, now)
 
-        return await self._store._write(run)
+        record = await self._store._write(run)
+        self.changed.add(collection)
+        return record
 
     async def update(
         self, name: str, body: bytes, *, expected_revision: int | None = None, parent: str | None = None
@@ -294,23 +394,28 @@ class _SqliteTransaction:
                 current.last_used_time,
             )
 
-        return await self._store._write(run)
+        record = await self._store._write(run)
+        self.changed.add(record.collection)
+        return record
 
     async def delete(self, name: str, *, expected_revision: int | None = None) -> None:
-        def run(c: sqlite3.Connection) -> None:
-            row = c.execute("SELECT revision FROM resources WHERE name = ?", (name,)).fetchone()
+        def run(c: sqlite3.Connection) -> str:
+            row = c.execute("SELECT revision, collection FROM resources WHERE name = ?", (name,)).fetchone()
             if row is None:
                 raise NotFound(f"{name} does not exist.")
             if expected_revision is not None and expected_revision != row[0]:
                 raise Aborted(f"{name} was changed by someone else (etag is stale): read it again and retry.")
             c.execute("DELETE FROM resources WHERE name = ?", (name,))
+            return str(row[1])
 
-        await self._store._write(run)
+        self.changed.add(await self._store._write(run))
 
     async def delete_children(self, collection: str, parent: str) -> int:
         cur = await self._store._write(
             lambda c: c.execute("DELETE FROM resources WHERE collection = ? AND parent = ?", (collection, parent))
         )
+        if cur.rowcount:
+            self.changed.add(collection)
         return int(cur.rowcount)
 
     async def set_credential(self, name: str, credential: str) -> None:

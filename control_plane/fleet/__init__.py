@@ -1,0 +1,1 @@
+"""The agent fleet: control streams, desired configs, status, commands and work leases."""

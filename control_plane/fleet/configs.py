@@ -1,0 +1,121 @@
+"""Desired config per agent, computed from the store.
+
+Each config type's version is a content hash of its canonical (deterministic) serialization,
+so an agent whose inputs did not change gets the same version and is not sent anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from control_plane.core.resources import from_record
+from control_plane.store import Record, Store
+from floe.v1 import agent_pb2, datasets_pb2, tenants_pb2
+
+__all__ = ["CONFIG_TYPES", "AgentIdentity", "Snapshot", "desired_configs", "load_snapshot", "version_of"]
+
+K = agent_pb2.AgentKind
+#: The config types each kind subscribes to.
+CONFIG_TYPES: dict[int, tuple[str, ...]] = {
+    K.AGENT_KIND_PROXY: ("datasets",),
+    K.AGENT_KIND_RECEIVER: ("tenants",),
+    K.AGENT_KIND_PIPER: ("datasets",),
+    K.AGENT_KIND_PACKER: ("datasets",),
+    K.AGENT_KIND_QUERY: ("datasets",),
+    K.AGENT_KIND_CONNECTOR: ("datasets",),
+}
+
+
+@dataclass(frozen=True)
+class AgentIdentity:
+    """What decides an agent's config: its kind, name, labels and credential's tenant."""
+
+    kind: int
+    agent_name: str
+    labels: tuple[tuple[str, str], ...]
+    tenant: str | None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The store's tenants and datasets at one moment, ordered by name."""
+
+    tenants: tuple[tenants_pb2.Tenant, ...]
+    datasets: tuple[datasets_pb2.Dataset, ...]
+
+
+async def _all(store: Store, collection: str) -> list[Record]:
+    out: list[Record] = []
+    after = ""
+    while True:
+        rows = await store.list(collection, parent=None, after=after, limit=1000)
+        out.extend(rows)
+        if len(rows) < 1000:
+            return out
+        after = rows[-1].name
+
+
+async def load_snapshot(store: Store) -> Snapshot:
+    tenants = [from_record(r, tenants_pb2.Tenant) for r in await _all(store, "tenants")]
+    datasets = [from_record(r, datasets_pb2.Dataset) for r in await _all(store, "datasets")]
+    for ds in datasets:
+        # Times and etags change on every write; agents only care about the spec.
+        ds.ClearField("update_time")
+        ds.ClearField("etag")
+    for t in tenants:
+        t.ClearField("update_time")
+        t.ClearField("etag")
+    return Snapshot(tuple(tenants), tuple(datasets))
+
+
+def version_of(update: agent_pb2.ConfigUpdate) -> str:
+    payload = update.WhichOneof("payload")
+    raw = getattr(update, payload).SerializeToString(deterministic=True) if payload else b""
+    return hashlib.sha256(update.config_type.encode() + b"\0" + raw).hexdigest()[:16]
+
+
+def _tenant_of(name: str) -> str:
+    return name.split("/")[1]
+
+
+def _assigned(ds: datasets_pb2.Dataset, ident: AgentIdentity) -> bool:
+    target = ds.proxy.WhichOneof("target")
+    if target == "agent":
+        return ds.proxy.agent == ident.agent_name
+    if target == "selector":
+        labels = dict(ident.labels)
+        return all(labels.get(k) == v for k, v in ds.proxy.selector.match_labels.items())
+    return False
+
+
+def desired_configs(ident: AgentIdentity, snap: Snapshot) -> dict[str, agent_pb2.ConfigUpdate]:
+    """Every config type ``ident`` subscribes to, with its version set (nonce left empty)."""
+    visible = {
+        _tenant_of(t.name): t for t in snap.tenants if ident.tenant is None or _tenant_of(t.name) == ident.tenant
+    }
+    active_tenants = {tid for tid, t in visible.items() if t.state != tenants_pb2.Tenant.STATE_SUSPENDED}
+    out: dict[str, agent_pb2.ConfigUpdate] = {}
+    for config_type in CONFIG_TYPES.get(ident.kind, ()):
+        update = agent_pb2.ConfigUpdate(config_type=config_type)
+        if config_type == "datasets":
+            if ident.kind == K.AGENT_KIND_PROXY:
+                chosen = [
+                    ds
+                    for ds in snap.datasets
+                    if ds.active and _tenant_of(ds.name) in active_tenants and _assigned(ds, ident)
+                ]
+            else:
+                chosen = [ds for ds in snap.datasets if _tenant_of(ds.name) in visible]
+            update.datasets.datasets.extend(chosen)
+        elif config_type == "tenants":
+            by_tenant: dict[str, list[datasets_pb2.Dataset]] = {}
+            for ds in snap.datasets:
+                by_tenant.setdefault(_tenant_of(ds.name), []).append(ds)
+            for tid, tenant in visible.items():
+                route = update.tenants.tenants.add(tenant=tenant.name, state=tenant.state)
+                for ds in by_tenant.get(tid, []):
+                    route.datasets.add(dataset=ds.name, active=ds.active, data_hint=ds.data_hint)
+        update.version = version_of(update)
+        out[config_type] = update
+    return out
