@@ -21,7 +21,7 @@ from control_plane.auth.authenticator import Authenticator
 from control_plane.auth.principal import current_principal
 from control_plane.core.errors import ERROR_DOMAIN, FloeError
 
-__all__ = ["PUBLIC_METHODS", "FloeInterceptor", "status_details"]
+__all__ = ["PUBLIC_METHODS", "Registrar", "status_details"]
 
 log = logging.getLogger(__name__)
 
@@ -124,27 +124,27 @@ class _Call:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-class FloeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Wraps every handler with authentication, error mapping and metrics."""
+class Registrar:
+    """Registers servicers with every handler wrapped in authentication, errors and metrics.
 
-    def __init__(self, authenticator: Authenticator) -> None:
+    Wrapping happens once, at registration: a ``grpc.aio.ServerInterceptor`` would be awaited on
+    every call, which costs measurable throughput on the hottest unary paths. Pass this object
+    where generated ``add_*Servicer_to_server`` functions expect a server.
+    """
+
+    def __init__(self, server: grpc.aio.Server, authenticator: Authenticator) -> None:
+        self._server = server
         self._auth = authenticator
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        cached = self._wrapped.get(details.method)
-        if cached is not None:
-            return cached
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        wrapped = self._wrap(details.method, handler)
-        self._wrapped[details.method] = wrapped
-        return wrapped
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        # The generated code passes the same handlers to add_registered_method_handlers next,
+        # which wraps them; registering the unwrapped ones here would bypass authentication.
+        return None
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        wrapped = {name: self._wrap(f"/{service}/{name}", h) for name, h in handlers.items()}
+        self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, wrapped),))
+        self._server.add_registered_method_handlers(service, wrapped)
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         call = _Call(method, self._auth)
@@ -173,8 +173,7 @@ def _unary(call: _Call, behavior: Callable[..., Awaitable[Any]]) -> Callable[...
             await call.fail(context, exc)
         finally:
             call.latency.observe(time.perf_counter() - start)
-        code = context.code()
-        call.count(code.name if isinstance(code, grpc.StatusCode) else "OK")
+        call.count("OK")
         return response
 
     return run

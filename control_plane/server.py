@@ -32,7 +32,7 @@ from control_plane.fleet.registry import AgentRegistry
 from control_plane.fleet.service import AgentServicer, FleetServicer, WorkServicer
 from control_plane.http import build_http_app
 from control_plane.reflection import ReflectionPool
-from control_plane.rpc import FloeInterceptor
+from control_plane.rpc import Registrar
 from control_plane.services.datasets import DatasetServicer
 from control_plane.services.health import HealthServicer, check_store
 from control_plane.services.keys import KeyServicer
@@ -128,21 +128,23 @@ class ControlPlane:
             # would silently share it (and its calls) instead of failing: turn that off.
             ("grpc.so_reuseport", 0),
         ]
-        server = grpc.aio.server(interceptors=[FloeInterceptor(self.authenticator)], options=opts)
-        tenants_pb2_grpc.add_TenantServiceServicer_to_server(TenantServicer(self.store, self.authenticator), server)
-        datasets_pb2_grpc.add_DatasetServiceServicer_to_server(DatasetServicer(self.store), server)
-        keys_pb2_grpc.add_KeyServiceServicer_to_server(KeyServicer(self.store, self.authenticator), server)
-        users_pb2_grpc.add_UserServiceServicer_to_server(UserServicer(self.store), server)
+        server = grpc.aio.server(options=opts)
+        # Every floe.v1 handler is wrapped with authentication, error mapping and metrics here.
+        api = Registrar(server, self.authenticator)
+        tenants_pb2_grpc.add_TenantServiceServicer_to_server(TenantServicer(self.store, self.authenticator), api)
+        datasets_pb2_grpc.add_DatasetServiceServicer_to_server(DatasetServicer(self.store), api)
+        keys_pb2_grpc.add_KeyServiceServicer_to_server(KeyServicer(self.store, self.authenticator), api)
+        users_pb2_grpc.add_UserServiceServicer_to_server(UserServicer(self.store), api)
         users_pb2_grpc.add_AuthServiceServicer_to_server(
-            AuthServicer(self.store, signer, self.authenticator, s.refresh_token_ttl), server
+            AuthServicer(self.store, signer, self.authenticator, s.refresh_token_ttl), api
         )
         health_pb2_grpc.add_HealthServiceServicer_to_server(
-            HealthServicer(self.store, self.fleet, self.version, self.started), server
+            HealthServicer(self.store, self.fleet, self.version, self.started), api
         )
         connects = FailureLimiter(s.agent_connect_burst, s.agent_connect_rate)
-        agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(self.fleet, connects), server)
-        fleet_pb2_grpc.add_FleetServiceServicer_to_server(FleetServicer(self.fleet), server)
-        work_pb2_grpc.add_WorkServiceServicer_to_server(WorkServicer(self.store), server)
+        agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(self.fleet, connects), api)
+        fleet_pb2_grpc.add_FleetServiceServicer_to_server(FleetServicer(self.fleet), api)
+        work_pb2_grpc.add_WorkServiceServicer_to_server(WorkServicer(self.store), api)
         grpc_health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (

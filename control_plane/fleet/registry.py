@@ -141,12 +141,21 @@ class AgentRegistry:
         if collections & {"tenants", "datasets"}:
             self._dirty.set()
 
+    async def ensure_snapshot(self) -> None:
+        """Reload desired-config inputs if writes happened while no agent was connected."""
+        if self._snapshot is None:
+            self._snapshot = await load_snapshot(self._store)
+
     async def _refresh_loop(self) -> None:
         while True:
             await self._dirty.wait()
             # Coalesce a burst of writes into one recomputation.
             await asyncio.sleep(0.05)
             self._dirty.clear()
+            if not any(e.session is not None for e in self.entries.values()):
+                # Nobody to tell: reload lazily when the next agent connects.
+                self._snapshot = None
+                continue
             try:
                 self._snapshot = await load_snapshot(self._store)
             except Exception:

@@ -75,6 +75,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 [FieldViolation("hello", f"must be the first message; got {first.WhichOneof('message') or 'nothing'}")]
             )
         _validate_hello(first.hello)
+        await self._registry.ensure_snapshot()
         session = self._registry.connect(first.hello, caller, first.sequence)
         reader = asyncio.create_task(self._read(session, request_iterator))
         try:

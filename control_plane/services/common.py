@@ -36,7 +36,7 @@ async def fetch_page(
     page: Page,
     *,
     parent: str | None,
-    keep: Callable[[Record], bool] = lambda r: True,
+    keep: Callable[[Record], bool] | None = None,
 ) -> tuple[list[Record], str]:
     """One page of records that pass ``keep``, and the next page token.
 
@@ -44,10 +44,11 @@ async def fetch_page(
     """
     out: list[Record] = []
     after = page.after
-    batch = max(page.size + 1, 100)
+    # One extra row tells whether another page exists; a filter may need more.
+    batch = page.size + 1 if keep is None else max(page.size + 1, 100)
     while len(out) <= page.size:
         rows = await store.list(collection, parent=parent, after=after, limit=batch)
-        out.extend(r for r in rows if keep(r))
+        out.extend(rows if keep is None else (r for r in rows if keep(r)))
         if len(rows) < batch:
             break
         after = rows[-1].name

@@ -10,14 +10,13 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 __all__ = ["Lease", "Record", "Session", "Store", "Transaction", "open_store"]
 
 
-@dataclass(frozen=True)
-class Record:
-    """One stored resource."""
+class Record(NamedTuple):
+    """One stored resource (a NamedTuple: built for every row read, so it must be cheap)."""
 
     name: str
     collection: str

@@ -2,8 +2,11 @@
 
 Writes run on one dedicated thread holding the write connection, one transaction at a time
 (``BEGIN IMMEDIATE``, so a second process on the same file waits instead of corrupting).
-Reads run on a small pool of threads with their own connections; WAL mode lets them proceed
-while a write is in progress. Nothing here blocks the event loop.
+Lists run on a small pool of reader threads with their own connections. Point reads by primary
+key run on the event loop itself: in WAL mode they never wait for writers and take ~5 us from
+the page cache, while a thread-pool round trip costs ~30 us of CPU and a GIL hand-off (see
+docs/benchmarks.md). Their connection has a 50 ms busy timeout; on the rare SQLITE_BUSY (a
+checkpoint rebuilding the WAL index) the read is retried on the pool instead.
 """
 
 from __future__ import annotations
@@ -27,10 +30,13 @@ __all__ = ["SqliteStore"]
 
 T = TypeVar("T")
 _COLUMNS = "name, collection, parent, body, revision, create_time, update_time, last_used_time"
+_GET_WITH_CREDENTIAL = (
+    f"SELECT {', '.join('r.' + c.strip() for c in _COLUMNS.split(','))}, k.hash "
+    "FROM resources r JOIN credentials k ON k.name = r.name WHERE r.name = ?"
+)
 
 
-def _record(row: tuple[Any, ...]) -> Record:
-    return Record(*row)
+_record = Record._make
 
 
 def _statements(script: str) -> list[str]:
@@ -58,6 +64,7 @@ class SqliteStore:
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="floe-sqlite-r")
         self._local = threading.local()
         self._write_conn: sqlite3.Connection | None = None
+        self._loop_conn: sqlite3.Connection | None = None
         self._tx_lock = asyncio.Lock()
         self._all_conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
@@ -86,6 +93,17 @@ class SqliteStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, lambda: fn(self._reader()))
 
+    async def _point_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A primary-key read on the loop's own connection; on SQLITE_BUSY, on the pool."""
+        conn = self._loop_conn
+        if conn is not None:
+            try:
+                return fn(conn)
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+        return await self._read(fn)
+
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         assert self._write_conn is not None, "store is not open"
         conn = self._write_conn
@@ -99,6 +117,8 @@ class SqliteStore:
         loop = asyncio.get_running_loop()
         self._write_conn = await loop.run_in_executor(self._writer, self._connect)
         await self._write(self._migrate)
+        self._loop_conn = self._connect()
+        self._loop_conn.execute("PRAGMA busy_timeout = 50")
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA journal_mode = WAL")
@@ -137,17 +157,13 @@ class SqliteStore:
     # -- reads -------------------------------------------------------------------------------
 
     async def get(self, name: str) -> Record | None:
-        row = await self._read(
+        row = await self._point_read(
             lambda c: c.execute(f"SELECT {_COLUMNS} FROM resources WHERE name = ?", (name,)).fetchone()
         )
         return _record(row) if row else None
 
     async def get_with_credential(self, name: str) -> tuple[Record, str] | None:
-        sql = (
-            f"SELECT {', '.join('r.' + c.strip() for c in _COLUMNS.split(','))}, k.hash "
-            "FROM resources r JOIN credentials k ON k.name = r.name WHERE r.name = ?"
-        )
-        row = await self._read(lambda c: c.execute(sql, (name,)).fetchone())
+        row = await self._point_read(lambda c: c.execute(_GET_WITH_CREDENTIAL, (name,)).fetchone())
         return (_record(row[:-1]), row[-1]) if row else None
 
     async def list(self, collection: str, *, parent: str | None, after: str, limit: int) -> list[Record]:
@@ -297,7 +313,7 @@ class SqliteStore:
         )
 
     async def get_session(self, session_id: str) -> Session | None:
-        row = await self._read(
+        row = await self._point_read(
             lambda c: c.execute(
                 "SELECT id, user_name, token_hash, create_time, expire_time, revoke_time FROM sessions WHERE id = ?",
                 (session_id,),
