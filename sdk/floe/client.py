@@ -19,7 +19,7 @@ import builtins
 import inspect
 import random
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,9 +28,12 @@ from google.protobuf import duration_pb2, field_mask_pb2
 
 from floe.errors import from_grpc_error
 from floe.v1 import (
+    agent_pb2,
     common_pb2,
     datasets_pb2,
     datasets_pb2_grpc,
+    fleet_pb2,
+    fleet_pb2_grpc,
     health_pb2,
     health_pb2_grpc,
     keys_pb2,
@@ -39,6 +42,8 @@ from floe.v1 import (
     tenants_pb2_grpc,
     users_pb2,
     users_pb2_grpc,
+    work_pb2,
+    work_pb2_grpc,
 )
 
 __all__ = ["DEFAULT_TARGET", "AsyncClient", "Client"]
@@ -266,6 +271,65 @@ class HealthApi(_Api):
         return await self._c.call(self._c.stubs.health.GetHealth, health_pb2.GetHealthRequest())
 
 
+class FleetApi(_Api):
+    async def list(
+        self, kind: agent_pb2.AgentKind.ValueType = agent_pb2.AGENT_KIND_UNSPECIFIED
+    ) -> builtins.list[fleet_pb2.Agent]:
+        return await _collect(
+            lambda token: self._c.call(
+                self._c.stubs.fleet.ListAgents, fleet_pb2.ListAgentsRequest(kind=kind, page_size=500, page_token=token)
+            ),
+            "agents",
+        )
+
+    async def get(self, name: str) -> fleet_pb2.Agent:
+        req = fleet_pb2.GetAgentRequest(name=_name(name, "agents"))
+        return (await self._c.call(self._c.stubs.fleet.GetAgent, req)).agent
+
+    async def watch(
+        self, kind: agent_pb2.AgentKind.ValueType = agent_pb2.AGENT_KIND_UNSPECIFIED
+    ) -> AsyncIterator[fleet_pb2.WatchAgentsResponse]:
+        """Every agent once (EXISTING), then each change; runs until cancelled."""
+        call = self._c.stubs.fleet.WatchAgents(fleet_pb2.WatchAgentsRequest(kind=kind), metadata=self._c.metadata)
+        try:
+            async for event in call:
+                yield event
+        except grpc.RpcError as exc:
+            raise from_grpc_error(exc) from None
+        finally:
+            call.cancel()
+
+    async def send_command(
+        self, agent: str, command: agent_pb2.Command, *, wait_seconds: float = 30.0
+    ) -> agent_pb2.CommandResult:
+        req = fleet_pb2.SendCommandRequest(agent=_name(agent, "agents"), command=command)
+        req.timeout.FromNanoseconds(int(wait_seconds * 1e9))
+        resp = await self._c.call(self._c.stubs.fleet.SendCommand, req, timeout=wait_seconds + 5)
+        return resp.result
+
+
+class WorkApi(_Api):
+    async def claim(
+        self, items: builtins.list[str], holder: str, *, ttl_seconds: float = 30.0
+    ) -> work_pb2.ClaimWorkResponse:
+        req = work_pb2.ClaimWorkRequest(items=items, holder=holder)
+        req.ttl.FromNanoseconds(int(ttl_seconds * 1e9))
+        return await self._c.call(self._c.stubs.work.ClaimWork, req)
+
+    async def renew(self, lease: work_pb2.Lease, *, ttl_seconds: float = 30.0) -> work_pb2.Lease:
+        req = work_pb2.RenewLeaseRequest(item=lease.item, holder=lease.holder, generation=lease.generation)
+        req.ttl.FromNanoseconds(int(ttl_seconds * 1e9))
+        return (await self._c.call(self._c.stubs.work.RenewLease, req)).lease
+
+    async def complete(self, lease: work_pb2.Lease) -> None:
+        req = work_pb2.CompleteWorkRequest(item=lease.item, holder=lease.holder, generation=lease.generation)
+        await self._c.call(self._c.stubs.work.CompleteWork, req)
+
+    async def release(self, lease: work_pb2.Lease) -> None:
+        req = work_pb2.ReleaseLeaseRequest(item=lease.item, holder=lease.holder, generation=lease.generation)
+        await self._c.call(self._c.stubs.work.ReleaseLease, req)
+
+
 class _Stubs:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self.tenants = tenants_pb2_grpc.TenantServiceStub(channel)
@@ -274,6 +338,8 @@ class _Stubs:
         self.users = users_pb2_grpc.UserServiceStub(channel)
         self.auth = users_pb2_grpc.AuthServiceStub(channel)
         self.health = health_pb2_grpc.HealthServiceStub(channel)
+        self.fleet = fleet_pb2_grpc.FleetServiceStub(channel)
+        self.work = work_pb2_grpc.WorkServiceStub(channel)
 
 
 class AsyncClient:
@@ -315,10 +381,17 @@ class AsyncClient:
         self.users = UsersApi(self)
         self.auth = AuthApi(self)
         self.health = HealthApi(self)
+        self.agents = FleetApi(self)
+        self.work = WorkApi(self)
 
     @property
     def channel(self) -> grpc.aio.Channel:
         return self._channel
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """The call metadata carrying the credential, for raw stub calls."""
+        return self._metadata
 
     async def call(self, method: Callable[..., Any], request: Any, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109 - a gRPC deadline, not a cancel scope
         """Invoke a unary stub method with credentials, deadline and retry; raise RpcError."""

@@ -49,8 +49,15 @@ class ConfigError(ValueError):
 
 
 def setting(default: Any, help: str, *, kind: str = "", secret: bool = False) -> Any:
-    """Declare a settings field. ``kind`` is ``duration``, ``host_port`` or empty (the type decides)."""
-    return dataclasses.field(default=default, metadata={"help": help, "kind": kind, "secret": secret})
+    """Declare a settings field.
+
+    ``kind`` is ``duration``, ``host_port``, ``raw`` (structured YAML only, passed through) or
+    empty (the type decides). Mutable defaults (lists, dicts) are copied per instance.
+    """
+    metadata = {"help": help, "kind": kind, "secret": secret}
+    if isinstance(default, list | dict):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def parse_duration(value: str | float | int) -> float:
@@ -108,6 +115,11 @@ def _convert(cls: type, f: dataclasses.Field[Any], raw: Any) -> Any:
     tp = _field_type(cls, f)
     if raw is None:
         return None
+    if kind == "raw":
+        # Structured YAML (e.g. a list of datasets), validated by its consumer.
+        if isinstance(raw, str):
+            raise ValueError("can only be set in the YAML config file")
+        return raw
     if kind == "duration":
         return parse_duration(raw)
     if kind == "host_port":
@@ -157,6 +169,8 @@ def _convert(cls: type, f: dataclasses.Field[Any], raw: Any) -> Any:
 def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     """Add one ``--flag`` per settings field; unset flags stay ``None`` so lower layers apply."""
     for f in dataclasses.fields(cls):
+        if f.metadata.get("kind") == "raw":
+            continue
         tp = _field_type(cls, f)
         env = _env_name(f.name)
         help_text = f"{f.metadata.get('help', '')} [env {env}]"
@@ -209,8 +223,10 @@ def load_settings(
                 problems.append(f"{key} (file {config_file}): unknown setting; known: {', '.join(sorted(fields))}")
                 continue
             take(name, raw, f"file {config_file}")
-    for name in fields:
+    for name, f in fields.items():
         env = _env_name(name)
+        if f.metadata.get("kind") == "raw":
+            continue
         if env in environ and environ[env] != "":
             take(name, environ[env], f"env {env}")
     for name, raw in (flags or {}).items():
@@ -240,6 +256,9 @@ def reference_table(cls: type) -> str:
             shown = format_duration(float(default))
         else:
             shown = str(default)
-        names = f"`{f.name}` | `{_flag_name(f.name)}` | `{_env_name(f.name)}`"
+        if f.metadata.get("kind") == "raw":
+            names = f"`{f.name}` | (file only) | (file only)"
+        else:
+            names = f"`{f.name}` | `{_flag_name(f.name)}` | `{_env_name(f.name)}`"
         rows.append(f"| {names} | `{shown}` | {f.metadata.get('help', '')} |")
     return "\n".join(rows)

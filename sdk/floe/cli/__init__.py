@@ -13,7 +13,7 @@ from floe.errors import RpcError
 
 __all__ = ["main"]
 
-RESOURCE_GROUPS = {"tenants", "datasets", "keys", "users", "whoami", "health"}
+RESOURCE_GROUPS = {"tenants", "datasets", "keys", "users", "whoami", "health", "agents"}
 
 
 def _default_key(data_dir: Path) -> str | None:
@@ -56,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--config", type=Path, default=None, help="YAML settings file [env FLOE_CONFIG]")
     add_arguments(cp, ControlPlaneSettings)
 
+    from agents.runtime.settings import KINDS, AgentSettings
+
+    ag = sub.add_parser("agent", help="run one agent (proxy, receiver, piper, packer, query, connector)")
+    ag.add_argument("kind", choices=KINDS)
+    ag.add_argument("--config", type=Path, default=None, help="YAML settings file [env FLOE_CONFIG]")
+    add_arguments(ag, AgentSettings)
+
     add_resource_commands(sub)
     return parser
 
@@ -69,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_up(args)
     if args.group == "control-plane":
         return _run_control_plane(args)
+    if args.group == "agent":
+        return _run_agent(args)
     data_dir = Path(os.environ.get("FLOE_DATA_DIR", "floe-data"))
     key = args.api_key or _default_key(data_dir)
     if not key:
@@ -86,6 +95,30 @@ def main(argv: list[str] | None = None) -> int:
         for v in exc.violations:
             print(f"  {v.field}: {v.description}", file=sys.stderr)
         return 1
+
+
+def _run_agent(args: argparse.Namespace) -> int:
+    from agents.main import run_agent
+    from agents.runtime.settings import AgentSettings
+    from floe.aio import run
+    from floe.logs import setup_logging
+    from floe.settings import ConfigError, load_settings
+
+    config = args.config or (Path(os.environ["FLOE_CONFIG"]) if os.environ.get("FLOE_CONFIG") else None)
+    try:
+        settings = load_settings(AgentSettings, config_file=config, flags=vars(args))
+        if settings.config_mode != "local-only":
+            settings.read_api_key()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level, settings.log_format)
+    try:
+        run(run_agent(args.kind, settings))
+    except (OSError, ValueError) as exc:
+        print(f"Agent failed to start: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _run_control_plane(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from google.protobuf import json_format
 
 from floe.cli.output import emit, message_json
 from floe.client import Client
-from floe.v1 import common_pb2, datasets_pb2, health_pb2, keys_pb2, tenants_pb2
+from floe.v1 import agent_pb2, common_pb2, datasets_pb2, fleet_pb2, health_pb2, keys_pb2, tenants_pb2
 
 __all__ = ["add_resource_commands"]
 
@@ -24,6 +24,7 @@ ROLES = {
     "agent": common_pb2.ROLE_AGENT,
 }
 KINDS = {"user": keys_pb2.KEY_KIND_USER, "service": keys_pb2.KEY_KIND_SERVICE}
+AGENT_KINDS = {n.removeprefix("AGENT_KIND_").lower(): v for n, v in agent_pb2.AgentKind.items() if v != 0}
 SOURCE_TYPES = {n.removeprefix("SOURCE_TYPE_").lower(): v for n, v in datasets_pb2.SourceType.items() if v != 0}
 
 
@@ -235,6 +236,32 @@ def run_resource_command(args: argparse.Namespace, client: Client) -> int:
         elif action == "set-password":
             client.users.set_password(args.name, args.password or _read_password())
             print("Password changed; the user's sessions were ended.")
+    elif group == "agents":
+        if action == "list":
+            emit(
+                client.agents.list(AGENT_KINDS.get(args.kind or "", agent_pb2.AGENT_KIND_UNSPECIFIED)), AGENT_COLS, out
+            )
+        elif action == "get":
+            emit(client.agents.get(args.name), AGENT_COLS, out)
+        elif action == "watch":
+            return _watch_agents(client, args)
+        elif action == "command":
+            command = agent_pb2.Command()
+            if args.action == "retry-dlq":
+                command.retry_dlq.items.extend(args.item or [])
+            elif args.action == "reload":
+                command.reload.SetInParent()
+            else:
+                command.drain.SetInParent()
+            result = client.agents.send_command(args.name, command, wait_seconds=args.wait)
+            if out == "json":
+                json.dump(message_json(result), sys.stdout, indent=2)
+                sys.stdout.write("\n")
+            else:
+                print(("ok: " if result.ok else "failed: ") + result.message)
+                for k, v in sorted(result.details.items()):
+                    print(f"  {k}: {v}")
+            return 0 if result.ok else 1
     elif group == "whoami":
         me = client.auth.whoami()
         emit(
@@ -268,6 +295,45 @@ def run_resource_command(args: argparse.Namespace, client: Client) -> int:
             out,
         )
     return 0
+
+
+AGENT_COLS = [
+    ("NAME", lambda a: a.name),
+    ("KIND", lambda a: agent_pb2.AgentKind.Name(a.kind).removeprefix("AGENT_KIND_").lower()),
+    ("STATUS", lambda a: health_pb2.HealthStatus.Name(a.status).removeprefix("HEALTH_STATUS_").lower()),
+    ("CONNECTED", lambda a: "yes" if a.connected else "no"),
+    ("DRIFT", lambda a: "yes" if a.drift else "no"),
+    ("CONFIG", lambda a: "failed" if a.config_failed else "ok"),
+    ("VERSION", lambda a: a.version),
+    ("API", lambda a: a.api_address),
+    ("LAST SEEN", lambda a: a.last_seen_time),
+]
+
+
+def _watch_agents(client: Client, args: argparse.Namespace) -> int:
+    """Stream agent changes until Ctrl-C; one line (or JSON object) per event."""
+    kind = AGENT_KINDS.get(args.kind or "", agent_pb2.AGENT_KIND_UNSPECIFIED)
+    aclient = client._target
+
+    async def follow() -> None:
+        async for event in aclient.agents.watch(kind):
+            if args.output == "json":
+                print(json.dumps(message_json(event)), flush=True)
+            else:
+                a = event.agent
+                kind_name = fleet_event_name(event.type)
+                status = health_pb2.HealthStatus.Name(a.status).removeprefix("HEALTH_STATUS_").lower()
+                print(f"{kind_name:<9} {a.name:<30} {status:<10} drift={'yes' if a.drift else 'no'}", flush=True)
+
+    try:
+        client._loop.run(follow())
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def fleet_event_name(value: fleet_pb2.WatchAgentsResponse.EventType.ValueType) -> str:
+    return fleet_pb2.WatchAgentsResponse.EventType.Name(value).removeprefix("EVENT_TYPE_").lower()
 
 
 def _read_password() -> str:
@@ -369,6 +435,18 @@ def add_resource_commands(sub: Any) -> None:
     sp = us.add_parser("set-password")
     sp.add_argument("name")
     sp.add_argument("--password")
+
+    ag = group("agents", "the agent fleet")
+    al = ag.add_parser("list")
+    al.add_argument("--kind", choices=sorted(AGENT_KINDS))
+    ag.add_parser("get").add_argument("name", help="agents/NAME or NAME")
+    aw = ag.add_parser("watch", help="print agents as they change (Ctrl-C to stop)")
+    aw.add_argument("--kind", choices=sorted(AGENT_KINDS))
+    ac = ag.add_parser("command", help="send a command and print its result")
+    ac.add_argument("name")
+    ac.add_argument("action", choices=["retry-dlq", "reload", "drain"])
+    ac.add_argument("--item", action="append", help="retry-dlq: only these DLQ items")
+    ac.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the result")
 
     sub.add_parser("whoami", help="show the caller's identity", parents=[common])
     sub.add_parser("health", help="control-plane health", parents=[common])

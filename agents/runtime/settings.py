@@ -1,0 +1,77 @@
+"""Agent settings, loaded like every Floe process: defaults < YAML < ``FLOE_*`` env < flags."""
+
+from __future__ import annotations
+
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from floe.settings import ConfigError, parse_host_port, setting
+
+__all__ = ["DEFAULT_API_PORTS", "KINDS", "AgentSettings", "default_agent_name"]
+
+KINDS = ("proxy", "receiver", "piper", "packer", "query", "connector")
+#: The API port of each role (design.md).
+DEFAULT_API_PORTS = {"proxy": 8008, "receiver": 8081, "piper": 8082, "packer": 8083, "query": 8000, "connector": 8090}
+MODES = ("control-only", "local-only", "hybrid")
+
+
+def default_agent_name(kind: str) -> str:
+    host = re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().lower()).strip("-") or "host"
+    return f"{kind}-{host}"[:63].rstrip("-")
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """Settings of ``floe agent KIND``."""
+
+    agent_name: str = setting("", "Name the control plane knows this agent by; default KIND-HOSTNAME.")
+    labels: dict[str, str] = setting({}, "Labels for dataset selectors, e.g. site=paris,zone=dmz.")
+    config_mode: str = setting("control-only", "control-only, local-only (no control plane) or hybrid.")
+    control_url: str = setting("127.0.0.1:9090", "Control plane gRPC address.")
+    api_key: str = setting("", "Agent API key (ROLE_AGENT); prefer api_key_file.", secret=True)
+    api_key_file: Path | None = setting(None, "File holding the agent API key.")
+    ca_file: Path | None = setting(None, "CA bundle to verify the control plane's TLS certificate (enables TLS).")
+    data_dir: Path = setting(Path("floe-data/agents"), "Root for this agent's state; the agent uses DATA_DIR/NAME.")
+    api_listen: str = setting("", "HTTP API address; default 127.0.0.1:<the role's port>.")
+    reconnect_max: float = setting(30.0, "Longest wait between reconnect attempts.", kind="duration")
+    datasets: list[dict[str, Any]] = setting(
+        [], "Local datasets (local-only and hybrid modes), in the API's JSON form.", kind="raw"
+    )
+    log_level: str = setting("info", "debug, info, warning or error.")
+    log_format: str = setting("auto", "auto (JSON unless a terminal), json or text.")
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.config_mode not in MODES:
+            problems.append(f"config_mode: {self.config_mode!r} is not one of {', '.join(MODES)}")
+        if self.agent_name and not re.fullmatch(r"[a-z][a-z0-9-]{0,61}[a-z0-9]", self.agent_name):
+            problems.append(f"agent_name: {self.agent_name!r} must be 2-63 lowercase letters, digits or '-'")
+        if self.api_listen:
+            try:
+                parse_host_port(self.api_listen)
+            except ValueError as exc:
+                problems.append(f"api_listen: {exc}")
+        if self.config_mode != "local-only" and not (self.api_key or self.api_key_file):
+            problems.append("api_key / api_key_file: an agent key is required unless config_mode is local-only")
+        if not isinstance(self.datasets, list) or not all(isinstance(d, dict) for d in self.datasets):
+            problems.append("datasets: must be a list of datasets (mappings)")
+        if problems:
+            raise ConfigError(problems)
+
+    def name_for(self, kind: str) -> str:
+        return self.agent_name or default_agent_name(kind)
+
+    def api_address(self, kind: str) -> tuple[str, int]:
+        return parse_host_port(self.api_listen) if self.api_listen else ("127.0.0.1", DEFAULT_API_PORTS[kind])
+
+    def read_api_key(self) -> str:
+        if self.api_key:
+            return self.api_key
+        assert self.api_key_file is not None
+        try:
+            return self.api_key_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError([f"api_key_file: cannot read {self.api_key_file} ({exc.strerror})"]) from exc
