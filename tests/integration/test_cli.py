@@ -23,6 +23,7 @@ from typing import IO, Any
 import pytest
 
 from floe import Client
+from floe.v1 import datasets_pb2
 from tests.helpers import ControlPlaneProcess, eventually
 
 FLOE = shutil.which("floe", path=str(Path(sys.executable).parent)) or shutil.which("floe")
@@ -440,6 +441,30 @@ def test_floe_up_serves_stops_on_ctrl_c_and_keeps_state(up_dir: tuple[Path, list
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(f"http://{http_address}/readyz", timeout=10) as resp:
         assert resp.status == 200
+
+    # The proxy agent runs too: a dataset assigned to it gets a listener that counts syslog.
+    assert (data_dir / "agent.key").stat().st_mode & 0o777 == 0o600
+    proxy_api = _endpoint(banner, "proxy agent")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with Client(grpc_address, api_key=admin_key, retries=0) as c:
+        ds = datasets_pb2.Dataset(
+            source=datasets_pb2.Source(type=datasets_pb2.SOURCE_TYPE_SYSLOG_UDP, bind_host="127.0.0.1", port=port),
+            proxy=datasets_pb2.ProxyAssignment(agent="local"),
+            active=True,
+        )
+        c.datasets.create("up-tenant", "syslog", ds)
+        eventually(lambda: c.agents.get("local").connected and not c.agents.get("local").drift, timeout=10)
+
+    def received() -> int:
+        subprocess.run(["logger", "-d", "-n", "127.0.0.1", "-P", str(port), "floe up test"], check=True)
+        with opener.open(f"http://{proxy_api}/healthz", timeout=5) as resp:
+            health = json.loads(resp.read())
+        comps = {c["name"]: c for c in health["health"]["components"]}
+        return int(comps["source/tenants/up-tenant/datasets/syslog"].get("events_in", 0))
+
+    eventually(received, timeout=10)
 
     assert first.stop(signal.SIGINT) == 0
     assert "Floe stopped." in "".join(first.stdout)

@@ -1,52 +1,100 @@
 """``floe up``: run every Floe component with embedded defaults, as child processes.
 
-The supervisor starts the control plane, waits until it is serving, prints where everything
-is, and on Ctrl-C or SIGTERM stops every child gracefully (SIGTERM, then SIGKILL after a grace
-period). If a component exits on its own, the others are stopped and ``floe up`` fails.
+The supervisor starts the control plane, waits until it serves, makes sure the agents have a
+service key (``<data-dir>/agent.key``, mode 0600, created once with the admin key), starts the
+agents that exist, prints where everything is, and on Ctrl-C or SIGTERM stops every child
+gracefully (SIGTERM in reverse order, then SIGKILL after a grace period). If a component exits
+on its own, the others are stopped and ``floe up`` fails.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-__all__ = ["run_up"]
+__all__ = ["AGENTS", "run_up"]
 
 STOP_GRACE_S = 35.0
+START_TIMEOUT_S = 60.0
+#: The agents `floe up` runs, with the name each registers under.
+AGENTS = (("proxy", "local"),)
 
 
 @dataclass
 class Child:
     name: str
     argv: list[str]
+    ready_file: Path
     proc: subprocess.Popen[bytes] | None = None
-    env: dict[str, str] = field(default_factory=dict)
+    info: dict[str, Any] | None = None
 
 
-def _cp_endpoints(data_dir: Path, pid: int) -> dict[str, str] | None:
+def _read_ready(child: Child) -> dict[str, Any] | None:
+    assert child.proc is not None
     try:
-        info = json.loads((data_dir / "control-plane.json").read_text())
+        info: dict[str, Any] = json.loads(child.ready_file.read_text())
     except (OSError, ValueError):
         return None
-    return info if info.get("pid") == pid else None
+    return info if info.get("pid") == child.proc.pid else None
+
+
+def _start(child: Child, stopping: Callable[[], bool]) -> bool:
+    """Start ``child`` and wait until it writes its ready file (with its own pid)."""
+    child.proc = subprocess.Popen(child.argv)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not stopping() and time.monotonic() < deadline:
+        child.info = _read_ready(child)
+        if child.info is not None:
+            return True
+        if child.proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    print(f"floe up: {child.name} did not start; see its log above.", file=sys.stderr)
+    return False
+
+
+def _ensure_agent_key(data_dir: Path, grpc_address: str) -> Path:
+    """The agents' service key, created once with the bootstrap admin key."""
+    path = data_dir / "agent.key"
+    if path.exists():
+        return path
+    from floe.client import Client
+    from floe.v1 import common_pb2, keys_pb2
+
+    admin = (data_dir / "admin.key").read_text().strip()
+    with Client(grpc_address, api_key=admin) as client:
+        _, secret = client.keys.create(
+            common_pb2.ROLE_AGENT, kind=keys_pb2.KEY_KIND_SERVICE, display_name="floe up agents"
+        )
+    fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
+    os.replace(path.with_suffix(".tmp"), path)
+    return path
 
 
 def run_up(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    cp_argv = [sys.executable, "-m", "floe.cli", "control-plane", "--data-dir", str(data_dir)]
-    for flag in ("grpc_listen", "http_listen", "log_level"):
+    py = [sys.executable, "-m", "floe.cli"]
+    log_args = ["--log-level", args.log_level] if args.log_level else []
+    cp_argv = [*py, "control-plane", "--data-dir", str(data_dir), *log_args]
+    for flag in ("grpc_listen", "http_listen"):
         value = getattr(args, flag)
         if value:
             cp_argv += ["--" + flag.replace("_", "-"), value]
-    children = [Child("control-plane", cp_argv)]
+    # Port 0 for the control plane means "pick free ports": do the same for the agents' API ports.
+    any_port = bool(args.grpc_listen and args.grpc_listen.endswith(":0"))
 
     stopping = False
 
@@ -57,31 +105,50 @@ def run_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    for child in children:
-        child.proc = subprocess.Popen(child.argv)
-    cp = children[0]
-    assert cp.proc is not None
-    deadline = time.monotonic() + 60
-    endpoints = None
-    while not stopping and time.monotonic() < deadline:
-        endpoints = _cp_endpoints(data_dir, cp.proc.pid)
-        if endpoints or cp.proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    if endpoints is None:
-        print("floe up: the control plane did not start; see its log above.", file=sys.stderr)
+    children = [Child("control-plane", cp_argv, data_dir / "control-plane.json")]
+    if not _start(children[0], lambda: stopping):
         _stop_all(children)
         return 1
+    cp = children[0].info
+    assert cp is not None
+    try:
+        key_file = _ensure_agent_key(data_dir, cp["grpc"])
+    except Exception as exc:  # the message is for a person; the control plane log has details
+        print(f"floe up: could not create the agents' key: {exc}", file=sys.stderr)
+        _stop_all(children)
+        return 1
+    for kind, name in AGENTS:
+        argv = [
+            *py, "agent", kind,
+            "--agent-name", name,
+            "--control-url", cp["grpc"],
+            "--api-key-file", str(key_file),
+            "--data-dir", str(data_dir / "agents"),
+            *log_args,
+        ]  # fmt: skip
+        if any_port:
+            argv += ["--api-listen", "127.0.0.1:0"]
+        child = Child(f"{kind} agent", argv, data_dir / "agents" / name / "agent.json")
+        children.append(child)
+        if not _start(child, lambda: stopping):
+            _stop_all(children)
+            return 1
 
+    agent_lines = "".join(
+        f"  {c.name:<20} http://{c.info['api']}  (agents/{c.info['name']}; /healthz, /metrics)\n"
+        for c in children[1:]
+        if c.info
+    )
     print(
         "\nFloe is up.\n"
-        f"  control plane gRPC   {endpoints['grpc']}\n"
-        f"  control plane HTTP   http://{endpoints['http']}  (/healthz, /metrics)\n"
+        f"  control plane gRPC   {cp['grpc']}\n"
+        f"  control plane HTTP   http://{cp['http']}  (/healthz, /metrics)\n"
+        f"{agent_lines}"
         f"  data directory       {data_dir}\n"
         f"  admin API key        {data_dir / 'admin.key'}  (mode 0600; the CLI reads it from here)\n"
         "\nTry:  floe tenants create acme --display-name ACME\n"
-        f'      grpcurl -plaintext -H "authorization: Bearer $(cat {data_dir / "admin.key"})" '
-        f"{endpoints['grpc']} floe.v1.TenantService/ListTenants\n"
+        "      floe datasets create acme/syslog --source-type syslog_udp --port 5514 --proxy local\n"
+        "      floe agents list\n"
         "Press Ctrl-C to stop.\n",
         flush=True,
     )
