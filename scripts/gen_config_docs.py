@@ -11,11 +11,12 @@ import re
 import sys
 from pathlib import Path
 
+from agents.runtime.settings import AgentSettings
 from control_plane.config import ControlPlaneSettings
 from floe.settings import reference_table
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
-TABLES = {"control-plane": ControlPlaneSettings}
+TABLES = {"control-plane": ControlPlaneSettings, "agent": AgentSettings}
 
 
 def render(text: str) -> str:

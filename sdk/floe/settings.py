@@ -250,7 +250,7 @@ def reference_table(cls: type) -> str:
         default = f.default if f.default is not dataclasses.MISSING else ""
         if f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
-        if default is None:
+        if default is None or default == "":
             shown = "(none)"
         elif f.metadata.get("kind") == "duration":
             shown = format_duration(float(default))

@@ -50,7 +50,9 @@ def _read_ready(child: Child) -> dict[str, Any] | None:
 
 def _start(child: Child, stopping: Callable[[], bool]) -> bool:
     """Start ``child`` and wait until it writes its ready file (with its own pid)."""
-    child.proc = subprocess.Popen(child.argv)
+    # A user's own credential in the environment must not replace the agents' key file.
+    env = {k: v for k, v in os.environ.items() if k not in ("FLOE_API_KEY", "FLOE_CONFIG")}
+    child.proc = subprocess.Popen(child.argv, env=env)
     deadline = time.monotonic() + START_TIMEOUT_S
     while not stopping() and time.monotonic() < deadline:
         child.info = _read_ready(child)
