@@ -46,6 +46,12 @@ class ControlPlaneSettings:
     agent_health_interval: float = setting(10.0, "How often agents send health reports.", kind="duration")
     agent_connect_burst: int = setting(2000, "Agent streams that may connect at once before throttling.")
     agent_connect_rate: float = setting(500.0, "Agent connects allowed per second after the burst.")
+    tls_cert_file: Path | None = setting(None, "PEM certificate (chain) for TLS on the gRPC and HTTP ports.")
+    tls_key_file: Path | None = setting(None, "PEM private key of tls_cert_file.", secret=True)
+    tls_client_ca_file: Path | None = setting(
+        None,
+        "Mutual TLS: every gRPC client (agents, SDK, CLI) must present a certificate signed by this CA.",
+    )
     log_level: str = setting("info", "debug, info, warning or error.")
     log_format: str = setting("auto", "auto (JSON unless a terminal), json or text.")
 
@@ -73,6 +79,14 @@ class ControlPlaneSettings:
                 problems.append(f"{name}: must be greater than zero")
         if self.auth_failure_burst < 1 or self.auth_failure_rate <= 0:
             problems.append("auth_failure_burst / auth_failure_rate: must be positive")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            problems.append("tls_cert_file / tls_key_file: set both to enable TLS, or neither")
+        for name in ("tls_cert_file", "tls_key_file", "tls_client_ca_file"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                problems.append(f"{name}: {path} is not a readable file")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            problems.append("tls_client_ca_file: needs tls_cert_file and tls_key_file (mutual TLS runs over TLS)")
         if self.max_message_bytes < 64 * 1024:
             problems.append("max_message_bytes: must be at least 65536")
         if problems:

@@ -39,6 +39,7 @@ from control_plane.services.keys import KeyServicer
 from control_plane.services.tenants import TenantServicer
 from control_plane.services.users import AuthServicer, UserServicer
 from control_plane.store import Store, open_store
+from control_plane.tls import grpc_server_credentials, http_ssl_context
 from floe.settings import parse_host_port
 from floe.v1 import (
     agent_pb2,
@@ -156,8 +157,13 @@ class ControlPlane:
             pool=ReflectionPool(),  # so `grpcurl describe pkg.Service.Method` works (see reflection.py)
         )
         host, port = parse_host_port(s.grpc_listen)
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        credentials = grpc_server_credentials(s)
         try:
-            bound = server.add_insecure_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+            if credentials is None:
+                bound = server.add_insecure_port(address)
+            else:
+                bound = server.add_secure_port(address, credentials)
         except RuntimeError:  # grpcio >= 1.5x raises instead of returning 0 when it cannot bind
             bound = 0
         if bound == 0:
@@ -175,7 +181,7 @@ class ControlPlane:
         self._http = web.AppRunner(app, access_log=None)
         await self._http.setup()
         host, port = parse_host_port(s.http_listen)
-        site = web.TCPSite(self._http, host, port, reuse_address=True)
+        site = web.TCPSite(self._http, host, port, reuse_address=True, ssl_context=http_ssl_context(s))
         try:
             await site.start()
         except OSError as exc:
@@ -193,7 +199,12 @@ class ControlPlane:
         )
         log.info(
             "Control plane started",
-            extra={"grpc": self.grpc_address, "http": self.http_address, "version": self.version},
+            extra={
+                "grpc": self.grpc_address,
+                "http": self.http_address,
+                "version": self.version,
+                "tls": credentials is not None,
+            },
         )
 
     async def stop(self) -> None:

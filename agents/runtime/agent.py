@@ -270,6 +270,8 @@ class AgentRunner:
                 on_command=self.role.command,
                 health=self.report,
                 ca_file=self.settings.ca_file,
+                cert_file=self.settings.tls_cert_file,
+                key_file=self.settings.tls_key_file,
                 reconnect_max=self.settings.reconnect_max,
             )
             control_task = asyncio.create_task(self.client.run(), name="control-stream")

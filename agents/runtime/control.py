@@ -19,6 +19,7 @@ from pathlib import Path
 
 import grpc
 
+from floe.client import channel_credentials
 from floe.errors import from_grpc_error
 from floe.v1 import agent_pb2, agent_pb2_grpc
 
@@ -51,6 +52,8 @@ class ControlClient:
         on_command: CommandHandler,
         health: Callable[[], agent_pb2.HealthReport],
         ca_file: Path | None = None,
+        cert_file: Path | None = None,
+        key_file: Path | None = None,
         reconnect_max: float = 30.0,
     ) -> None:
         self._target = target
@@ -60,6 +63,8 @@ class ControlClient:
         self._on_command = on_command
         self._health = health
         self._ca_file = ca_file
+        self._cert_file = cert_file
+        self._key_file = key_file
         self._reconnect_max = reconnect_max
         self.connected = asyncio.Event()
         self.last_error = ""
@@ -71,8 +76,8 @@ class ControlClient:
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.keepalive_permit_without_calls", 1),
         ]
-        if self._ca_file is not None:
-            creds = grpc.ssl_channel_credentials(self._ca_file.read_bytes())
+        if self._ca_file is not None or self._cert_file is not None:
+            creds = channel_credentials(self._ca_file, self._cert_file, self._key_file)
             return grpc.aio.secure_channel(self._target, creds, options=options)
         return grpc.aio.insecure_channel(self._target, options=options)
 

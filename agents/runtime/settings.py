@@ -34,6 +34,8 @@ class AgentSettings:
     api_key: str = setting("", "Agent API key (ROLE_AGENT); prefer api_key_file.", secret=True)
     api_key_file: Path | None = setting(None, "File holding the agent API key.")
     ca_file: Path | None = setting(None, "CA bundle to verify the control plane's TLS certificate (enables TLS).")
+    tls_cert_file: Path | None = setting(None, "Client certificate for mutual TLS with the control plane.")
+    tls_key_file: Path | None = setting(None, "Private key of tls_cert_file.", secret=True)
     data_dir: Path = setting(Path("floe-data/agents"), "Root for this agent's state; the agent uses DATA_DIR/NAME.")
     api_listen: str = setting("", "HTTP API address; default 127.0.0.1:<the role's port>.")
     reconnect_max: float = setting(30.0, "Longest wait between reconnect attempts.", kind="duration")
@@ -56,6 +58,8 @@ class AgentSettings:
                 problems.append(f"api_listen: {exc}")
         if self.config_mode != "local-only" and not (self.api_key or self.api_key_file):
             problems.append("api_key / api_key_file: an agent key is required unless config_mode is local-only")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            problems.append("tls_cert_file / tls_key_file: set both for mutual TLS, or neither")
         if not isinstance(self.datasets, list) or not all(isinstance(d, dict) for d in self.datasets):
             problems.append("datasets: must be a list of datasets (mappings)")
         if problems:

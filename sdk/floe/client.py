@@ -46,7 +46,7 @@ from floe.v1 import (
     work_pb2_grpc,
 )
 
-__all__ = ["DEFAULT_TARGET", "AsyncClient", "Client"]
+__all__ = ["DEFAULT_TARGET", "AsyncClient", "Client", "channel_credentials"]
 
 DEFAULT_TARGET = "127.0.0.1:9090"
 R = TypeVar("R")
@@ -72,6 +72,20 @@ async def _collect(fetch: Callable[[str], Awaitable[Any]], field: str) -> list[A
         token = page.next_page_token
         if not token:
             return out
+
+
+def channel_credentials(
+    ca_file: str | Path | None, cert_file: str | Path | None = None, key_file: str | Path | None = None
+) -> grpc.ChannelCredentials:
+    """TLS credentials: verify the server with ``ca_file`` (system roots when None) and present
+    ``cert_file``/``key_file`` for mutual TLS."""
+    if (cert_file is None) != (key_file is None):
+        raise ValueError("cert_file and key_file go together (mutual TLS)")
+    return grpc.ssl_channel_credentials(
+        Path(ca_file).read_bytes() if ca_file else None,
+        Path(key_file).read_bytes() if key_file else None,
+        Path(cert_file).read_bytes() if cert_file else None,
+    )
 
 
 class _Api:
@@ -347,7 +361,7 @@ class AsyncClient:
 
     ``timeout`` is the deadline of each attempt; UNAVAILABLE is retried ``retries`` times with
     jittered exponential backoff. TLS is used when ``ca_file`` is given (or ``tls=True`` with the
-    system roots).
+    system roots); ``cert_file``/``key_file`` add a client certificate (mutual TLS).
     """
 
     Role = common_pb2.Role
@@ -362,6 +376,8 @@ class AsyncClient:
         retries: int = 4,
         tls: bool = False,
         ca_file: str | Path | None = None,
+        cert_file: str | Path | None = None,
+        key_file: str | Path | None = None,
     ) -> None:
         self.target = target
         self.timeout = timeout
@@ -369,9 +385,10 @@ class AsyncClient:
         credential = api_key or token
         self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {credential}"),) if credential else ()
         options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-        if tls or ca_file:
-            roots = Path(ca_file).read_bytes() if ca_file else None
-            self._channel = grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(roots), options=options)
+        if tls or ca_file or cert_file:
+            self._channel = grpc.aio.secure_channel(
+                target, channel_credentials(ca_file, cert_file, key_file), options=options
+            )
         else:
             self._channel = grpc.aio.insecure_channel(target, options=options)
         self.stubs = _Stubs(self._channel)

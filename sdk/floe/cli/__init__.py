@@ -42,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ca-file", default=os.environ.get("FLOE_CA_FILE"), help="CA bundle for TLS [env FLOE_CA_FILE]"
     )
+    parser.add_argument(
+        "--cert-file",
+        default=os.environ.get("FLOE_CERT_FILE"),
+        help="client certificate, mutual TLS [env FLOE_CERT_FILE]",
+    )
+    parser.add_argument(
+        "--key-file", default=os.environ.get("FLOE_KEY_FILE"), help="client private key, mutual TLS [env FLOE_KEY_FILE]"
+    )
     parser.add_argument("-o", "--output", choices=["table", "json"], default="table")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
     sub = parser.add_subparsers(dest="group", required=True)
@@ -88,7 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
-        with Client(args.target, api_key=key, timeout=args.timeout, ca_file=args.ca_file) as client:
+        with Client(
+            args.target,
+            api_key=key,
+            timeout=args.timeout,
+            ca_file=args.ca_file,
+            cert_file=args.cert_file,
+            key_file=args.key_file,
+        ) as client:
             return run_resource_command(args, client)
     except RpcError as exc:
         print(f"Error: {exc}", file=sys.stderr)
