@@ -7,11 +7,12 @@ so an agent whose inputs did not change gets the same version and is not sent an
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 
 from control_plane.core.resources import from_record
 from control_plane.store import Record, Store
-from floe.v1 import agent_pb2, datasets_pb2, tenants_pb2
+from floe.v1 import agent_pb2, common_pb2, datasets_pb2, keys_pb2, tenants_pb2
 
 __all__ = ["CONFIG_TYPES", "AgentIdentity", "Snapshot", "desired_configs", "load_snapshot", "version_of"]
 
@@ -39,10 +40,11 @@ class AgentIdentity:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The store's tenants and datasets at one moment, ordered by name."""
+    """The store's tenants, datasets and ingest credentials at one moment, ordered by name."""
 
     tenants: tuple[tenants_pb2.Tenant, ...]
     datasets: tuple[datasets_pb2.Dataset, ...]
+    credentials: tuple[agent_pb2.IngestCredential, ...] = ()
 
 
 async def _all(store: Store, collection: str) -> list[Record]:
@@ -66,7 +68,29 @@ async def load_snapshot(store: Store) -> Snapshot:
     for t in tenants:
         t.ClearField("update_time")
         t.ClearField("etag")
-    return Snapshot(tuple(tenants), tuple(datasets))
+    return Snapshot(tuple(tenants), tuple(datasets), tuple(await _ingest_credentials(store)))
+
+
+#: Roles whose keys may write to receivers.
+_INGEST_ROLES = frozenset({common_pb2.ROLE_AGENT, common_pb2.ROLE_EDITOR, common_pb2.ROLE_ADMIN})
+
+
+async def _ingest_credentials(store: Store) -> list[agent_pb2.IngestCredential]:
+    """Keys that may write to receivers and are not (yet) revoked or expired."""
+    now = time.time_ns()
+    out = []
+    for record, hashed in await store.list_with_credentials("keys"):
+        key = keys_pb2.ApiKey.FromString(record.body)
+        if key.role not in _INGEST_ROLES:
+            continue
+        ends = [t.ToNanoseconds() for t in (key.revoke_time, key.expire_time) if t.seconds or t.nanos]
+        if ends and min(ends) <= now:
+            continue
+        cred = agent_pb2.IngestCredential(prefix=key.prefix, tenant=key.tenant, argon2_hash=hashed, key=record.name)
+        if ends:
+            cred.expire_time.FromNanoseconds(min(ends))
+        out.append(cred)
+    return out
 
 
 def version_of(update: agent_pb2.ConfigUpdate) -> str:
@@ -116,6 +140,10 @@ def desired_configs(ident: AgentIdentity, snap: Snapshot) -> dict[str, agent_pb2
                 route = update.tenants.tenants.add(tenant=tenant.name, state=tenant.state)
                 for ds in by_tenant.get(tid, []):
                     route.datasets.add(dataset=ds.name, active=ds.active, data_hint=ds.data_hint)
+            # A tenant-bound receiver only learns its own tenant's keys.
+            update.tenants.credentials.extend(
+                c for c in snap.credentials if ident.tenant is None or c.tenant == f"tenants/{ident.tenant}"
+            )
         update.version = version_of(update)
         out[config_type] = update
     return out

@@ -138,7 +138,7 @@ class AgentRegistry:
             q.put_nowait(None)
 
     def _on_store_change(self, collections: frozenset[str]) -> None:
-        if collections & {"tenants", "datasets"}:
+        if collections & {"tenants", "datasets", "keys"}:
             self._dirty.set()
 
     async def ensure_snapshot(self) -> None:

@@ -88,6 +88,9 @@ class Store(Protocol):
 
     async def get_with_credential(self, name: str) -> tuple[Record, str] | None: ...
 
+    async def list_with_credentials(self, collection: str) -> builtins.list[tuple[Record, str]]:
+        """Every record of ``collection`` that has a credential, with its hash (for receivers)."""
+
     async def list(self, collection: str, *, parent: str | None, after: str, limit: int) -> list[Record]:
         """Records of a collection ordered by name, after ``after``; ``parent`` None means any."""
 

@@ -166,6 +166,11 @@ class SqliteStore:
         row = await self._point_read(lambda c: c.execute(_GET_WITH_CREDENTIAL, (name,)).fetchone())
         return (_record(row[:-1]), row[-1]) if row else None
 
+    async def list_with_credentials(self, collection: str) -> builtins.list[tuple[Record, str]]:
+        sql = _GET_WITH_CREDENTIAL.replace("WHERE r.name = ?", "WHERE r.collection = ? ORDER BY r.name")
+        rows = await self._read(lambda c: c.execute(sql, (collection,)).fetchall())
+        return [(_record(r[:-1]), r[-1]) for r in rows]
+
     async def list(self, collection: str, *, parent: str | None, after: str, limit: int) -> list[Record]:
         if parent is None:
             sql = f"SELECT {_COLUMNS} FROM resources WHERE collection = ? AND name > ? ORDER BY name LIMIT ?"

@@ -22,6 +22,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class _AgentKind:
@@ -456,8 +461,9 @@ Global___DatasetRoute: _TypeAlias = DatasetRoute  # noqa: Y015
 
 @_typing.final
 class IngestCredential(_message.Message):
-    """A key that may write to receivers: its public prefix and the SHA-256 of the
-    whole secret (a 256-bit random value, so the digest reveals nothing usable).
+    """A key that may write to receivers: its public prefix and its argon2 hash,
+    so a receiver verifies a presented key without a control-plane round trip
+    (once per key; then from a keyed in-memory cache, as the control plane does).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -465,20 +471,43 @@ class IngestCredential(_message.Message):
     PREFIX_FIELD_NUMBER: _builtins.int
     SHA256_FIELD_NUMBER: _builtins.int
     TENANT_FIELD_NUMBER: _builtins.int
+    ARGON2_HASH_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     prefix: _builtins.str
-    sha256: _builtins.str
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def sha256(self) -> _builtins.str:
+        """Unused; verification uses argon2_hash."""
+
+    @sha256.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def sha256(self, value: _builtins.str) -> None:
+        """Unused; verification uses argon2_hash."""
+
     tenant: _builtins.str
     """`tenants/{tenant}` when limited to one tenant."""
+    argon2_hash: _builtins.str
+    """argon2id hash of the whole key, as the control plane stores it."""
+    key: _builtins.str
+    """`keys/{key}`."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """Refuse the key from this moment (expiry, or the end of a rotation's grace)."""
+
     def __init__(
         self,
         *,
         prefix: _builtins.str = ...,
         sha256: _builtins.str = ...,
         tenant: _builtins.str = ...,
+        argon2_hash: _builtins.str = ...,
+        key: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["prefix", b"prefix", "sha256", b"sha256", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["argon2_hash", b"argon2_hash", "expire_time", b"expire_time", "key", b"key", "prefix", b"prefix", "sha256", b"sha256", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
