@@ -111,6 +111,8 @@ class ListenerSet:
         errors = []
         seen: dict[BindSpec, str] = {}
         held = self.held()
+        wanted = {spec for ds in datasets if (spec := bind_spec(ds)) is not None}
+        released = held - wanted
         for ds in datasets:
             spec = bind_spec(ds)
             if spec is None:
@@ -122,22 +124,45 @@ class ListenerSet:
             if spec in held:
                 continue  # ours already
             problem = _probe(spec)
+            if problem and any(r.transport == spec.transport and r.port == spec.port for r in released):
+                # The port may be taken by our own listener that this config stops (a bind_host
+                # change on the same port): the probe cannot tell, ``apply`` finds out and rolls back.
+                continue
             if problem:
                 errors.append(f"{ds.name}: {problem}")
         return errors
 
     async def apply(self, datasets: list[datasets_pb2.Dataset]) -> None:
+        """Switch to ``datasets``' listeners; if one cannot be bound, the previous set is restored."""
         wanted = {ds.name: ds for ds in datasets if bind_spec(ds) is not None}
         # Stop listeners that are gone or whose address changed, then start the new ones.
+        stopped: list[_Listener] = []
+        kept: list[tuple[_Listener, datasets_pb2.Dataset]] = []
         for name, lst in list(self._running.items()):
             ds = wanted.get(name)
             if ds is None or bind_spec(ds) != lst.spec:
+                stopped.append(lst)
                 await self._stop(name)
             else:
+                kept.append((lst, lst.dataset))
                 lst.dataset = ds
-        for name, ds in wanted.items():
-            if name not in self._running:
-                await self._start(ds)
+        started: list[str] = []
+        try:
+            for name, ds in wanted.items():
+                if name not in self._running:
+                    await self._start(ds)
+                    started.append(name)
+        except Exception:
+            for name in started:
+                await self._stop(name)
+            for lst, previous in kept:
+                lst.dataset = previous
+            for lst in stopped:
+                try:
+                    await self._start(lst.dataset)
+                except OSError:
+                    log.exception("Could not restore a listener", extra={"dataset": lst.dataset.name})
+            raise
 
     async def _start(self, ds: datasets_pb2.Dataset) -> None:
         spec = bind_spec(ds)
@@ -146,11 +171,17 @@ class ListenerSet:
         comp = self._health.component(
             f"source/{ds.name}", "source." + ST.Name(ds.source.type).removeprefix("SOURCE_TYPE_").lower()
         )
-        if spec.transport == "udp":
-            transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(comp), local_addr=(spec.host, spec.port))
-            closer: Any = transport
-        else:
-            closer = await loop.create_server(lambda: _Tcp(comp), spec.host, spec.port, reuse_address=True)
+        try:
+            if spec.transport == "udp":
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: _Udp(comp), local_addr=(spec.host, spec.port)
+                )
+                closer: Any = transport
+            else:
+                closer = await loop.create_server(lambda: _Tcp(comp), spec.host, spec.port, reuse_address=True)
+        except OSError as exc:
+            self._health.remove(f"source/{ds.name}")
+            raise OSError(exc.errno, f"{ds.name}: {spec} cannot be bound: {exc.strerror or exc}") from exc
         comp.message = f"listening on {spec}"
         self._running[ds.name] = _Listener(ds, spec, closer, comp)
         log.info("Listener started", extra={"dataset": ds.name, "address": str(spec)})

@@ -134,20 +134,36 @@ class AgentRunner:
                 self._control[update.config_type] = update
                 self.cache.save(update.config_type, update, state)
                 log.info("Config applied", extra={"config_type": update.config_type, "version": update.version})
-            self._ready = True
+                # Ready once some config runs; a rejected first config leaves the agent not ready.
+                self._ready = True
             return ack
 
     async def _start_from_cache(self) -> None:
         for config_type, (update, state) in self.cache.load().items():
-            self.states[config_type] = state
             if update is None or config_type not in self.role.config_types:
+                self.states[config_type] = state
                 continue
             effective = self._effective(update)
             errors = await self.role.validate(effective)
+            if not errors:
+                try:
+                    await self.role.apply(effective)
+                except Exception as exc:  # start without it rather than not at all
+                    log.exception("Applying the cached config failed", extra={"config_type": config_type})
+                    errors = [f"apply failed: {type(exc).__name__}: {exc}"]
             if errors:
-                log.warning("Cached config no longer valid here", extra={"config_type": config_type, "errors": errors})
+                # Not running it, so not reporting it: the hello then says this type runs nothing
+                # and the control plane sends the desired version again (validated afresh).
+                log.warning(
+                    "Cached config cannot start here; waiting for the control plane",
+                    extra={"config_type": config_type, "errors": errors},
+                )
                 continue
-            await self.role.apply(effective)
+            # What runs now is the cached config, whatever was answered since it was cached.
+            state.effective_version = update.version
+            if state.version == update.version:
+                state.status, state.errors = CS.CONFIG_STATUS_APPLIED, []
+            self.states[config_type] = state
             self._control[config_type] = update
             self._ready = True
             log.info("Started from cached config", extra={"config_type": config_type, "version": update.version})

@@ -10,7 +10,6 @@ stops the data path: while the control plane is away the agent keeps its current
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -153,12 +152,13 @@ class ControlClient:
                         raise Throttled(msg.throttle.retry_after.ToNanoseconds() / 1e9, msg.throttle.reason)
             finally:
                 outbound.put_nowait(None)
+                call.cancel()
                 for task in tasks:
                     task.cancel()
-                for task in tasks:
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
-                call.cancel()
+                # gather, not a suppressed await per task: a cancel of *this* task (the agent
+                # stopping) that lands while waiting here is passed on to the awaited task, and
+                # suppressing its CancelledError would swallow the stop and keep reconnecting.
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _heartbeats(self, send: Callable[[agent_pb2.ConnectRequest], None], interval: float) -> None:
         while True:
