@@ -128,6 +128,11 @@ class ControlPlane:
             # gRPC binds with SO_REUSEPORT by default, so a second control plane on a port in use
             # would silently share it (and its calls) instead of failing: turn that off.
             ("grpc.so_reuseport", 0),
+            # gRPC core refuses calls beyond this many pending before Python sees them (default
+            # 1,000): keep it above the agent connect burst so a reconnect storm is throttled by
+            # our limiter, with RetryInfo, instead of failing with CANCELLED.
+            ("grpc.server.max_pending_requests", max(10_000, 2 * s.agent_connect_burst)),
+            ("grpc.server.max_pending_requests_hard_limit", max(20_000, 4 * s.agent_connect_burst)),
         ]
         server = grpc.aio.server(options=opts)
         # Every floe.v1 handler is wrapped with authentication, error mapping and metrics here.

@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 from control_plane.core.resources import from_record
 from control_plane.store import Record, Store
 from floe.v1 import agent_pb2, common_pb2, datasets_pb2, keys_pb2, tenants_pb2
 
-__all__ = ["CONFIG_TYPES", "AgentIdentity", "Snapshot", "desired_configs", "load_snapshot", "version_of"]
+__all__ = [
+    "CONFIG_TYPES",
+    "AgentIdentity",
+    "Snapshot",
+    "config_key",
+    "desired_configs",
+    "load_snapshot",
+    "version_of",
+]
 
 K = agent_pb2.AgentKind
 #: The config types each kind subscribes to.
@@ -113,8 +122,24 @@ def _assigned(ds: datasets_pb2.Dataset, ident: AgentIdentity) -> bool:
     return False
 
 
+def config_key(ident: AgentIdentity) -> Hashable:
+    """The part of ``ident`` that ``desired_configs`` reads: equal keys, equal configs.
+
+    Only proxies are configured by name and labels (dataset assignment); every other kind gets
+    the same configs as any agent of its kind with a credential for the same tenant, so a fleet
+    of pipers shares one computation. Keep this in step with ``desired_configs``.
+    """
+    if ident.kind == K.AGENT_KIND_PROXY:
+        return ident
+    return (ident.kind, ident.tenant)
+
+
 def desired_configs(ident: AgentIdentity, snap: Snapshot) -> dict[str, agent_pb2.ConfigUpdate]:
-    """Every config type ``ident`` subscribes to, with its version set (nonce left empty)."""
+    """Every config type ``ident`` subscribes to, with its version set (nonce left empty).
+
+    Depends only on ``config_key(ident)`` and ``snap``; callers may share the result between
+    agents with the same key, so nobody may modify the returned messages.
+    """
     visible = {
         _tenant_of(t.name): t for t in snap.tenants if ident.tenant is None or _tenant_of(t.name) == ident.tenant
     }

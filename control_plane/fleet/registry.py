@@ -13,6 +13,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 from control_plane.auth.principal import Principal
@@ -25,17 +26,21 @@ from control_plane.core.errors import (
     Unauthenticated,
 )
 from control_plane.core.resources import timestamp
-from control_plane.fleet.configs import AgentIdentity, Snapshot, desired_configs, load_snapshot
+from control_plane.fleet.configs import AgentIdentity, Snapshot, config_key, desired_configs, load_snapshot
 from control_plane.store import Store
-from floe.v1 import agent_pb2, fleet_pb2, health_pb2
+from floe.v1 import agent_pb2, fleet_pb2, health_pb2, keys_pb2
 
-__all__ = ["AgentEntry", "AgentRegistry", "AgentSession", "Close"]
+__all__ = ["AgentEntry", "AgentRegistry", "AgentSession", "Close", "QueuedUpdate"]
 
 log = logging.getLogger(__name__)
 HS = health_pb2.HealthStatus
 CS = agent_pb2.ConfigStatus
 OFFLINE_AFTER_MISSED = 3
 WATCH_QUEUE_LIMIT = 10_000
+#: How often open streams' keys are checked for expiry and the end of a rotation's grace.
+KEY_CHECK_INTERVAL_S = 2.0
+#: Distinct agent identities whose desired configs are kept per snapshot (beyond: start afresh).
+DESIRED_CACHE_LIMIT = 10_000
 
 
 @dataclass
@@ -43,6 +48,25 @@ class Close:
     """Ends a session's outbound stream; ``error`` None ends it with OK."""
 
     error: FloeError | None = None
+
+
+@dataclass(frozen=True)
+class QueuedUpdate:
+    """A ConfigUpdate waiting in a session's outbound queue, built when the stream takes it.
+
+    A change that affects thousands of agents queues this (a reference to the shared desired
+    message and this send's nonce) rather than thousands of full copies at once.
+    """
+
+    sequence: int
+    desired: agent_pb2.ConfigUpdate
+    nonce: str
+
+    def build(self) -> agent_pb2.ConnectResponse:
+        message = agent_pb2.ConnectResponse(sequence=self.sequence)
+        message.config_update.CopyFrom(self.desired)
+        message.config_update.nonce = self.nonce
+        return message
 
 
 @dataclass
@@ -79,7 +103,7 @@ class AgentSession:
         self.entry = entry
         self.principal = principal
         self.ident = ident
-        self.outbound: asyncio.Queue[agent_pb2.ConnectResponse | Close] = asyncio.Queue()
+        self.outbound: asyncio.Queue[agent_pb2.ConnectResponse | QueuedUpdate | Close] = asyncio.Queue()
         self.expected_sequence = sequence + 1
         self.awaiting_full_state = False
         self._out_sequence = 0
@@ -92,6 +116,13 @@ class AgentSession:
         self._out_sequence += 1
         message.sequence = self._out_sequence
         self.outbound.put_nowait(message)
+
+    def send_update(self, desired: agent_pb2.ConfigUpdate, nonce: str) -> None:
+        """Send ``desired`` (not modified) with ``nonce``, in order with ``send``."""
+        if self.closed:
+            return
+        self._out_sequence += 1
+        self.outbound.put_nowait(QueuedUpdate(self._out_sequence, desired, nonce))
 
     def close(self, error: FloeError | None = None) -> None:
         if not self.closed:
@@ -111,6 +142,12 @@ class AgentRegistry:
         self.health_interval = health_interval
         self.entries: dict[str, AgentEntry] = {}
         self._snapshot: Snapshot | None = None
+        # Desired configs of the current snapshot by config_key: a dataset change that affects
+        # thousands of agents is computed (and hashed) once per distinct key, not per agent, and
+        # agents share the resulting messages (read-only) instead of holding a copy each.
+        self._desired: dict[Hashable, dict[str, agent_pb2.ConfigUpdate]] = {}
+        self._loading: asyncio.Lock = asyncio.Lock()
+        self._generation = 0  # store changes seen; tells ensure_snapshot a write raced its load
         self._watchers: set[asyncio.Queue[fleet_pb2.WatchAgentsResponse | None]] = set()
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -118,7 +155,7 @@ class AgentRegistry:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._snapshot = await load_snapshot(self._store)
+        self._set_snapshot(await load_snapshot(self._store))
         self._store.add_listener(self._on_store_change)
         self._tasks = [
             asyncio.create_task(self._refresh_loop(), name="fleet-refresh"),
@@ -139,12 +176,36 @@ class AgentRegistry:
 
     def _on_store_change(self, collections: frozenset[str]) -> None:
         if collections & {"tenants", "datasets", "keys"}:
+            self._generation += 1
             self._dirty.set()
+
+    def _set_snapshot(self, snapshot: Snapshot | None) -> None:
+        self._snapshot = snapshot
+        self._desired.clear()
+
+    def _desired_for(self, ident: AgentIdentity) -> dict[str, agent_pb2.ConfigUpdate]:
+        assert self._snapshot is not None
+        key = config_key(ident)
+        found = self._desired.get(key)
+        if found is None:
+            if len(self._desired) >= DESIRED_CACHE_LIMIT:
+                self._desired.clear()
+            found = self._desired[key] = desired_configs(ident, self._snapshot)
+        return found
 
     async def ensure_snapshot(self) -> None:
         """Reload desired-config inputs if writes happened while no agent was connected."""
-        if self._snapshot is None:
-            self._snapshot = await load_snapshot(self._store)
+        if self._snapshot is not None:
+            return
+        # One load for a storm of connecting agents, not one each.
+        async with self._loading:
+            if self._snapshot is None:
+                generation = self._generation
+                self._set_snapshot(await load_snapshot(self._store))
+                if self._generation != generation:
+                    # A write landed during the load, and the refresh loop may have seen no
+                    # session to update: have it reload once this agent is registered.
+                    self._dirty.set()
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -154,10 +215,10 @@ class AgentRegistry:
             self._dirty.clear()
             if not any(e.session is not None for e in self.entries.values()):
                 # Nobody to tell: reload lazily when the next agent connects.
-                self._snapshot = None
+                self._set_snapshot(None)
                 continue
             try:
-                self._snapshot = await load_snapshot(self._store)
+                self._set_snapshot(await load_snapshot(self._store))
             except Exception:
                 log.exception("Could not reload the fleet's desired configs; retrying")
                 self._dirty.set()
@@ -168,9 +229,16 @@ class AgentRegistry:
                     self.sync(entry.session)
 
     async def _monitor_loop(self) -> None:
+        last_key_check = 0.0
         while True:
             await asyncio.sleep(min(1.0, self.heartbeat_interval / 2))
             now = time.monotonic()
+            if now - last_key_check >= KEY_CHECK_INTERVAL_S:
+                last_key_check = now
+                try:
+                    await self._close_expired_keys()
+                except Exception:
+                    log.exception("Could not check agents' keys")
             for entry in list(self.entries.values()):
                 session = entry.session
                 if session is None:
@@ -228,16 +296,26 @@ class AgentRegistry:
     def apply_hello(self, session: AgentSession, hello: agent_pb2.AgentHello) -> None:
         """Take the agent's full state (first hello, or after RequestFullState) and resync."""
         entry = session.entry
+        reported = {applied.config_type for applied in hello.applied}
+        for config_type, state in entry.configs.items():
+            if config_type not in reported:
+                # The hello is the agent's full state: it runs nothing of this type (a new data
+                # dir, a lost cache, a cached config it could not start), whatever an earlier
+                # stream said. Forget that so the desired version is sent again.
+                state.reported_version = state.effective_version = ""
+                state.status = CS.CONFIG_STATUS_UNSPECIFIED
+                state.errors = []
+                state.failed_version = state.pending_version = state.pending_nonce = ""
         for applied in hello.applied:
             state = entry.configs.setdefault(applied.config_type, ConfigState())
             state.reported_version = applied.version
             state.effective_version = applied.effective_version or (
-                applied.version if applied.status == CS.CONFIG_STATUS_APPLIED else state.effective_version
+                applied.version if applied.status == CS.CONFIG_STATUS_APPLIED else ""
             )
             state.status = applied.status
             state.errors = list(applied.errors)
-            if applied.status == CS.CONFIG_STATUS_FAILED:
-                state.failed_version = applied.version
+            # Held only while the agent itself says it rejected that version.
+            state.failed_version = applied.version if applied.status == CS.CONFIG_STATUS_FAILED else ""
             # Whatever was in flight before is superseded by what the agent says it has.
             state.pending_version = state.pending_nonce = ""
         session.awaiting_full_state = False
@@ -252,13 +330,32 @@ class AgentRegistry:
         log.info("Agent disconnected", extra={"agent": entry.name})
         self._publish(entry)
 
-    def close_key(self, key_name: str) -> None:
+    async def _close_expired_keys(self) -> None:
+        """End streams whose key expired or whose rotation grace ended since they connected.
+
+        Revocation closes streams at once (``close_key``); expiry and grace ends are times, so
+        they are checked here, with a point read per connected key.
+        """
+        now = time.time_ns()
+        for key_name in {e.session.principal.name for e in self.entries.values() if e.session is not None}:
+            if not key_name.startswith("keys/"):
+                continue
+            record = await self._store.get(key_name)
+            if record is None:
+                self.close_key(key_name, reason="KEY_INVALID", message="The agent's API key was deleted.")
+                continue
+            key = keys_pb2.ApiKey.FromString(record.body)
+            ends = [t.ToNanoseconds() for t in (key.revoke_time, key.expire_time) if t.seconds or t.nanos]
+            if ends and min(ends) <= now:
+                self.close_key(key_name, message="The agent's API key expired or was rotated out.")
+
+    def close_key(self, key_name: str, *, reason: str = "KEY_REVOKED", message: str = "") -> None:
         """A key was revoked: end every stream it opened, at once."""
         for entry in list(self.entries.values()):
             if entry.session is not None and entry.session.principal.name == key_name:
                 session = entry.session
                 self.disconnect(session)
-                session.close(Unauthenticated("The agent's API key was revoked.", reason="KEY_REVOKED"))
+                session.close(Unauthenticated(message or "The agent's API key was revoked.", reason=reason))
 
     # -- config ------------------------------------------------------------------------------
 
@@ -268,22 +365,20 @@ class AgentRegistry:
             return
         entry = session.entry
         changed = False
-        for config_type, desired in desired_configs(session.ident, self._snapshot).items():
+        for config_type, desired in self._desired_for(session.ident).items():
             state = entry.configs.setdefault(config_type, ConfigState())
             if state.desired is None or state.desired.version != desired.version:
-                state.desired = desired
                 changed = True
+            state.desired = desired  # shared between agents: never modified
             version = desired.version
             if state.status == CS.CONFIG_STATUS_APPLIED and state.reported_version == version:
                 continue
             if version in (state.failed_version, state.pending_version):
                 continue
-            update = agent_pb2.ConfigUpdate()
-            update.CopyFrom(desired)
-            update.nonce = secrets.token_hex(8)
-            state.pending_version, state.pending_nonce = version, update.nonce
+            nonce = secrets.token_hex(8)
+            state.pending_version, state.pending_nonce = version, nonce
             state.status = CS.CONFIG_STATUS_PENDING
-            session.send(agent_pb2.ConnectResponse(config_update=update))
+            session.send_update(desired, nonce)
             changed = True
         if changed:
             self._publish(entry)

@@ -20,7 +20,7 @@ from control_plane.core.errors import (
 from control_plane.core.names import check_id, parse_name
 from control_plane.core.pagination import page_request
 from control_plane.core.resources import timestamp
-from control_plane.fleet.registry import AgentRegistry, AgentSession, Close, visible
+from control_plane.fleet.registry import AgentRegistry, AgentSession, Close, QueuedUpdate, visible
 from control_plane.services.common import principal, require
 from control_plane.store import Lease, Store
 from floe.v1 import agent_pb2, agent_pb2_grpc, common_pb2, fleet_pb2, fleet_pb2_grpc, work_pb2, work_pb2_grpc
@@ -53,7 +53,11 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         # A token bucket shared by all connects: a reconnect storm is told to back off.
         self._connects = connect_limiter
 
-    async def Connect(self, request_iterator: AsyncIterator[agent_pb2.ConnectRequest], context: Any) -> Any:
+    def Connect(self, request_iterator: AsyncIterator[agent_pb2.ConnectRequest], context: Any) -> Any:
+        # A coroutine that writes with context.write, not an async generator (see _connect).
+        return self._connect(request_iterator, context)
+
+    async def _connect(self, request_iterator: AsyncIterator[agent_pb2.ConnectRequest], context: Any) -> None:
         caller = principal()
         _require_agent(caller)
         wait = self._connects.retry_after("*")
@@ -85,7 +89,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                     if item.error is not None:
                         raise item.error
                     return
-                yield item
+                # Built here, as each stream takes it: no full copies pile up in thousands of
+                # queues. Written rather than yielded: grpc.aio holds on to a stream handler's
+                # last yielded message until the next one, i.e. to a copy of each agent's config.
+                await context.write(item.build() if isinstance(item, QueuedUpdate) else item)
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

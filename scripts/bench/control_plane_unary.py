@@ -37,8 +37,6 @@ import multiprocessing as mp
 import os
 import platform
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -49,12 +47,25 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+if __package__ in (None, ""):  # run as a file: make `scripts.bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from scripts.bench._common import (
+    Server,
+    channel_options,
+    error_code,
+    loadavg,
+    machine_cpu,
+    percentile,
+    sample_cpu,
+    split,
+)
+
 TARGET_GET_CALLS_PER_S = 5000.0
 TARGET_GET_P99_MS = 20.0
 PHASES = ("get", "list", "create")
 RPC_NAMES = {"get": "GetTenant", "list": "ListTenants", "create": "CreateTenant"}
 CALL_TIMEOUT_S = 10.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # -- configuration shared with the workers (must pickle) ---------------------------------------
@@ -85,59 +96,7 @@ class WorkerResult:
     cpu_seconds: float = 0.0  # this process's CPU during the window
 
 
-# -- /proc sampling --------------------------------------------------------------------------
-
-
-def _stat_cpu_ticks(path: Path) -> int:
-    """utime + stime (clock ticks) from a /proc/.../stat file."""
-    raw = path.read_text()
-    fields = raw[raw.rindex(")") + 2 :].split()
-    # fields[0] is field 3 (state); utime is field 14, stime field 15.
-    return int(fields[11]) + int(fields[12])
-
-
-@dataclass
-class CpuSample:
-    process: float
-    main_thread: float
-    threads: dict[int, tuple[str, float]]
-
-
-def machine_cpu() -> tuple[int, int, int]:
-    """(busy, total, steal) jiffies over all cores, from the first line of /proc/stat."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    total = sum(values[:8])  # guest time is already counted in user
-    return total - idle, total, values[7]
-
-
-def sample_cpu(pid: int) -> CpuSample:
-    base = Path(f"/proc/{pid}")
-    threads: dict[int, tuple[str, float]] = {}
-    for task in (base / "task").iterdir():
-        try:
-            raw = (task / "stat").read_text()
-        except OSError:  # thread exited while listing
-            continue
-        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
-        fields = raw[raw.rindex(")") + 2 :].split()
-        threads[int(task.name)] = (comm, (int(fields[11]) + int(fields[12])) / CLK_TCK)
-    return CpuSample(
-        process=_stat_cpu_ticks(base / "stat") / CLK_TCK,
-        main_thread=threads.get(pid, ("", 0.0))[1],
-        threads=threads,
-    )
-
-
 # -- load generator (runs in worker processes) -------------------------------------------------
-
-
-def _channel_options(distinct: bool) -> list[tuple[str, Any]]:
-    # A local subchannel pool makes each channel its own TCP connection, like separate clients.
-    opts: list[tuple[str, Any]] = [("grpc.enable_retries", 0)]
-    if distinct:
-        opts.append(("grpc.use_local_subchannel_pool", 1))
-    return opts
 
 
 class _Request:
@@ -183,20 +142,13 @@ class _Tally:
                 self.first_error = f"{code}: {detail}"
 
 
-def _error_code(exc: Exception) -> tuple[str, str]:
-    code = getattr(exc, "code", None)
-    details = getattr(exc, "details", None)
-    name = code().name if callable(code) else type(exc).__name__
-    return name, (details() if callable(details) else str(exc))[:300]
-
-
 async def _aio_main(cfg: WorkerConfig, conn: Connection) -> WorkerResult:
     import grpc
 
     from floe.v1 import tenants_pb2_grpc
 
     channels = [
-        grpc.aio.insecure_channel(cfg.target, options=_channel_options(cfg.channels > 1)) for _ in range(cfg.channels)
+        grpc.aio.insecure_channel(cfg.target, options=channel_options(cfg.channels > 1)) for _ in range(cfg.channels)
     ]
     stubs = [tenants_pb2_grpc.TenantServiceStub(ch) for ch in channels]
     req = _Request(cfg)
@@ -225,7 +177,7 @@ async def _aio_main(cfg: WorkerConfig, conn: Connection) -> WorkerResult:
                 try:
                     await call(req.make(i, n), metadata=metadata, timeout=CALL_TIMEOUT_S)
                 except Exception as exc:  # count every failure; the run is reported invalid
-                    tally.error(*_error_code(exc))
+                    tally.error(*error_code(exc))
                 else:
                     tally.done(t0, time.monotonic())
                 n += 1
@@ -252,7 +204,7 @@ def _sync_main(cfg: WorkerConfig, conn: Connection) -> WorkerResult:
 
     from floe.v1 import tenants_pb2_grpc
 
-    options = _channel_options(cfg.channels > 1)
+    options = channel_options(cfg.channels > 1)
     channels = [grpc.insecure_channel(cfg.target, options=options) for _ in range(cfg.channels)]
     stubs = [tenants_pb2_grpc.TenantServiceStub(ch) for ch in channels]
     req = _Request(cfg)
@@ -277,7 +229,7 @@ def _sync_main(cfg: WorkerConfig, conn: Connection) -> WorkerResult:
                 try:
                     call(req.make(i, n), metadata=metadata, timeout=CALL_TIMEOUT_S)
                 except Exception as exc:  # count every failure; the run is reported invalid
-                    tally.error(*_error_code(exc))
+                    tally.error(*error_code(exc))
                 else:
                     t1 = time.monotonic()
                     if t0 >= measure_start and t1 <= measure_end:
@@ -326,73 +278,6 @@ def worker_entry(cfg: WorkerConfig, conn: Connection) -> None:
         raise
     finally:
         conn.close()
-
-
-# -- server process --------------------------------------------------------------------------
-
-
-class Server:
-    """``floe control-plane`` in a temporary data dir, 127.0.0.1 with OS-assigned ports."""
-
-    def __init__(self, data_dir: Path, extra: list[str]) -> None:
-        self.data_dir = data_dir
-        self.extra = extra
-        self.log_path = data_dir.parent / "control-plane.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.grpc = ""
-        self.pid = 0
-
-    def start(self, timeout: float = 60.0) -> None:
-        argv = [
-            sys.executable, "-m", "floe.cli", "control-plane",
-            "--data-dir", str(self.data_dir),
-            "--grpc-listen", "127.0.0.1:0",
-            "--http-listen", "127.0.0.1:0",
-            "--log-format", "json",
-            "--auth-failure-burst", "100000",
-            *self.extra,
-        ]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FLOE_")}
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=log, env=env)
-        endpoints = self.data_dir / "control-plane.json"
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"control plane exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                info = json.loads(endpoints.read_text())
-                if info.get("pid") == self.proc.pid:
-                    break
-            except (OSError, ValueError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"control plane did not start within {timeout}s:\n{self.log_tail()}")
-            time.sleep(0.05)
-        self.grpc, self.pid = str(info["grpc"]), self.proc.pid
-
-    @property
-    def admin_key(self) -> str:
-        return (self.data_dir / "admin.key").read_text().strip()
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self, timeout: float = 15.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def create_fixtures(target: str, api_key: str, count: int, run_id: str) -> list[str]:
@@ -444,18 +329,6 @@ class PhaseResult:
     machine_busy_pct: float  # all cores busy (any process), % of the whole machine
     steal_pct: float  # hypervisor steal, % of the whole machine
     server_threads: list[tuple[str, int, float]]  # (comm, tid, % of one core), busiest first
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending list (q in 0..100)."""
-    if not sorted_values:
-        return math.nan
-    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
-
-
-def split(total: int, parts: int) -> list[int]:
-    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
 def run_phase(args: argparse.Namespace, server: Server, phase: str, names: list[str], run_id: str) -> PhaseResult:
@@ -560,11 +433,6 @@ def run_phase(args: argparse.Namespace, server: Server, phase: str, names: list[
 
 
 # -- reporting -------------------------------------------------------------------------------
-
-
-def loadavg() -> tuple[float, float, float]:
-    one, five, fifteen = os.getloadavg()
-    return round(one, 2), round(five, 2), round(fifteen, 2)
 
 
 def print_table(results: list[PhaseResult]) -> None:
