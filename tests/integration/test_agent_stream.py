@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator
@@ -31,7 +34,7 @@ from google.protobuf import json_format
 from floe import AsyncClient, Client, RpcError
 from floe.errors import from_grpc_error
 from floe.v1 import agent_pb2, agent_pb2_grpc, common_pb2, datasets_pb2, fleet_pb2, health_pb2, work_pb2
-from tests.helpers import ControlPlaneProcess, eventually
+from tests.helpers import ROOT, ControlPlaneProcess, eventually
 from tests.integration.agentkit import (
     AgentProcess,
     free_port,
@@ -935,3 +938,50 @@ def test_hybrid_mode_local_dataset_wins_a_port(fleet: Fleet, tmp_path: Path) -> 
     assert edge.count_log("Config rejected") == 0
     api.datasets.delete(clash.name)
     api.datasets.delete(extra.name)
+
+
+# -- the floe agents CLI ---------------------------------------------------------------------------
+
+
+def test_floe_agents_cli_lists_and_drains_and_reloads_a_proxy(fleet: Fleet) -> None:
+    api = fleet.api
+    edge = fleet.proxy()
+    port = free_port()
+    ds = api.datasets.create(fleet.tenant, fleet.uid("cli"), udp_dataset(port, agent=edge.name))
+    wait_synced(api, edge.name)
+    env = {"FLOE_CONTROL_URL": fleet.cp.grpc, "FLOE_API_KEY": fleet.cp.admin_key, "PATH": "/usr/bin:/bin"}
+
+    def floe(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "floe.cli", *args],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    listed = floe("-o", "json", "agents", "list", "--kind", "proxy")
+    assert listed.returncode == 0, listed.stderr
+    assert f"agents/{edge.name}" in {a["name"] for a in json.loads(listed.stdout)}
+    table = floe("agents", "get", edge.name)
+    assert table.returncode == 0 and "healthy" in table.stdout and "proxy" in table.stdout
+
+    def bound() -> bool:
+        return healthz_component(edge.healthz(), ds.name) is not None
+
+    assert bound()
+    drained = floe("agents", "command", edge.name, "drain")
+    assert drained.returncode == 0, drained.stderr
+    assert drained.stdout.startswith("ok: Drained")
+    eventually(lambda: not bound(), timeout=5)
+    # The port is free again while drained.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", port))
+    reloaded = floe("agents", "command", edge.name, "reload")
+    assert reloaded.returncode == 0 and "1 listener(s) bound" in reloaded.stdout, reloaded.stdout
+    eventually(bound, timeout=5)
+
+    missing = floe("agents", "command", "no-such-agent", "reload")
+    assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr

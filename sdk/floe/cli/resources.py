@@ -247,9 +247,9 @@ def run_resource_command(args: argparse.Namespace, client: Client) -> int:
             return _watch_agents(client, args)
         elif action == "command":
             command = agent_pb2.Command()
-            if args.action == "retry-dlq":
+            if args.verb == "retry-dlq":
                 command.retry_dlq.items.extend(args.item or [])
-            elif args.action == "reload":
+            elif args.verb == "reload":
                 command.reload.SetInParent()
             else:
                 command.drain.SetInParent()
@@ -444,7 +444,7 @@ def add_resource_commands(sub: Any) -> None:
     aw.add_argument("--kind", choices=sorted(AGENT_KINDS))
     ac = ag.add_parser("command", help="send a command and print its result")
     ac.add_argument("name")
-    ac.add_argument("action", choices=["retry-dlq", "reload", "drain"])
+    ac.add_argument("verb", metavar="COMMAND", choices=["retry-dlq", "reload", "drain"])
     ac.add_argument("--item", action="append", help="retry-dlq: only these DLQ items")
     ac.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the result")
 
