@@ -62,8 +62,13 @@ def generate(out_root: Path) -> None:
     (target / "py.typed").write_text("")
 
 
+def _generated(folder: Path) -> set[str]:
+    """Generated file names in ``folder`` (bytecode caches are not ours to compare)."""
+    return {p.name for p in folder.iterdir() if p.is_file() and p.suffix != ".pyc"}
+
+
 def _diff(a: Path, b: Path) -> list[str]:
-    names = sorted({p.name for p in a.iterdir()} | {p.name for p in b.iterdir()})
+    names = sorted(_generated(a) | _generated(b))
     stale = []
     for name in names:
         pa, pb = a / name, b / name

@@ -7,7 +7,7 @@ from __future__ import annotations
 import zoneinfo
 from collections.abc import Sequence
 
-from control_plane.core.errors import FieldViolation
+from floe.errors import FieldViolation
 from floe.v1 import transforms_pb2 as tp
 
 __all__ = ["MAX_STEPS", "validate_transformations"]

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import grpc
+
+# One type for a bad field everywhere: servers raise it, the SDK decodes it, agents validate with it.
+from floe.errors import FieldViolation
 
 __all__ = [
     "Aborted",
@@ -23,14 +25,6 @@ __all__ = [
 ]
 
 ERROR_DOMAIN = "floe.dev"
-
-
-@dataclass(frozen=True)
-class FieldViolation:
-    """One invalid field: a dotted path such as ``dataset.source.port`` and what is wrong."""
-
-    field: str
-    description: str
 
 
 class FloeError(Exception):

@@ -13,6 +13,8 @@ __all__ = ["FieldViolation", "RpcError", "from_grpc_error"]
 
 @dataclass(frozen=True)
 class FieldViolation:
+    """One invalid field: a dotted path such as ``dataset.source.port`` and what is wrong."""
+
     field: str
     description: str
 
