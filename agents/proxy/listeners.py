@@ -16,20 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.runtime.health import Component, HealthBoard
+from floe.protocol import transport
 from floe.v1 import datasets_pb2
 
 __all__ = ["ListenerSet", "bind_spec"]
 
 log = logging.getLogger(__name__)
 ST = datasets_pb2.SourceType
-_UDP = {
-    ST.SOURCE_TYPE_SYSLOG_UDP,
-    ST.SOURCE_TYPE_SFLOW,
-    ST.SOURCE_TYPE_IPFIX,
-    ST.SOURCE_TYPE_NETFLOW,
-    ST.SOURCE_TYPE_RAW_UDP,
-}
-_TCP = {ST.SOURCE_TYPE_SYSLOG_TCP, ST.SOURCE_TYPE_HTTP, ST.SOURCE_TYPE_RAW_TCP}
 
 
 @dataclass(frozen=True)
@@ -43,11 +36,8 @@ class BindSpec:
 
 
 def bind_spec(ds: datasets_pb2.Dataset) -> BindSpec | None:
-    if ds.source.type in _UDP:
-        return BindSpec("udp", ds.source.bind_host or "0.0.0.0", ds.source.port)
-    if ds.source.type in _TCP:
-        return BindSpec("tcp", ds.source.bind_host or "0.0.0.0", ds.source.port)
-    return None
+    proto = transport(ds.source.type)
+    return BindSpec(proto, ds.source.bind_host or "0.0.0.0", ds.source.port) if proto else None
 
 
 def _probe(spec: BindSpec) -> str | None:

@@ -12,19 +12,12 @@ from aiohttp import web
 
 from agents.runtime.health import HealthBoard
 from agents.transforms.spec import validate_transformations
+from floe.protocol import CONFIG_TYPES
 from floe.v1 import agent_pb2, datasets_pb2
 
 __all__ = ["SubscriberRole"]
 
 K = agent_pb2.AgentKind
-_TYPES: dict[int, tuple[str, ...]] = {
-    K.AGENT_KIND_PROXY: ("datasets",),
-    K.AGENT_KIND_RECEIVER: ("tenants",),
-    K.AGENT_KIND_PIPER: ("datasets",),
-    K.AGENT_KIND_PACKER: ("datasets",),
-    K.AGENT_KIND_QUERY: ("datasets",),
-    K.AGENT_KIND_CONNECTOR: ("datasets",),
-}
 
 
 class SubscriberRole:
@@ -32,7 +25,7 @@ class SubscriberRole:
 
     def __init__(self, kind: int) -> None:
         self.kind = kind
-        self.config_types: tuple[str, ...] = _TYPES[kind]
+        self.config_types: tuple[str, ...] = CONFIG_TYPES[kind]
         self.datasets: list[datasets_pb2.Dataset] = []
         self.tenants: list[agent_pb2.TenantRoute] = []
         self.health: HealthBoard | None = None

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from agents.transforms.spec import validate_transformations
 from control_plane.core.errors import FieldViolation
 from control_plane.core.names import check_id
+from floe.protocol import transport as protocol_transport
 from floe.v1 import datasets_pb2
 
 __all__ = ["DATA_HINTS", "apply_defaults", "port_conflicts", "transport", "validate_dataset"]
@@ -26,14 +27,6 @@ _DEFAULT_HINT = {
     ST.SOURCE_TYPE_RAW_UDP: "text",
     ST.SOURCE_TYPE_RAW_TCP: "text",
 }
-_UDP = {
-    ST.SOURCE_TYPE_SYSLOG_UDP,
-    ST.SOURCE_TYPE_SFLOW,
-    ST.SOURCE_TYPE_IPFIX,
-    ST.SOURCE_TYPE_NETFLOW,
-    ST.SOURCE_TYPE_RAW_UDP,
-}
-_TCP = {ST.SOURCE_TYPE_SYSLOG_TCP, ST.SOURCE_TYPE_HTTP, ST.SOURCE_TYPE_RAW_TCP}
 _OPTIONS = {
     ST.SOURCE_TYPE_NATS: {"url", "subject", "queue_group", "credentials_file"},
     ST.SOURCE_TYPE_HTTP: {"max_payload_bytes", "bearer_token", "path"},
@@ -50,11 +43,7 @@ _MAX_RETENTION_S = 100 * 365 * 86400
 
 def transport(source: datasets_pb2.Source) -> str | None:
     """``udp``, ``tcp`` or None (NATS binds no port)."""
-    if source.type in _UDP:
-        return "udp"
-    if source.type in _TCP:
-        return "tcp"
-    return None
+    return protocol_transport(source.type)
 
 
 def apply_defaults(ds: datasets_pb2.Dataset) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from control_plane.core.resources import from_record
 from control_plane.store import Record, Store
+from floe.protocol import CONFIG_TYPES
 from floe.v1 import agent_pb2, common_pb2, datasets_pb2, keys_pb2, tenants_pb2
 
 __all__ = [
@@ -26,15 +27,6 @@ __all__ = [
 ]
 
 K = agent_pb2.AgentKind
-#: The config types each kind subscribes to.
-CONFIG_TYPES: dict[int, tuple[str, ...]] = {
-    K.AGENT_KIND_PROXY: ("datasets",),
-    K.AGENT_KIND_RECEIVER: ("tenants",),
-    K.AGENT_KIND_PIPER: ("datasets",),
-    K.AGENT_KIND_PACKER: ("datasets",),
-    K.AGENT_KIND_QUERY: ("datasets",),
-    K.AGENT_KIND_CONNECTOR: ("datasets",),
-}
 
 
 @dataclass(frozen=True)
