@@ -7,10 +7,12 @@ unknown to the store (the database was replaced) and no admin key is left, a new
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from control_plane.auth.secrets import parse_key
 from control_plane.auth.tokens import write_private_file
+from control_plane.core.keys import key_valid_at
 from control_plane.services.keys import create_key
 from control_plane.store import Store
 from floe.v1 import common_pb2, keys_pb2
@@ -21,12 +23,13 @@ log = logging.getLogger(__name__)
 
 
 async def _has_active_admin(store: Store) -> bool:
+    now = time.time_ns()
     after = ""
     while True:
         rows = await store.list("keys", parent="", after=after, limit=500)
         for r in rows:
             key = keys_pb2.ApiKey.FromString(r.body)
-            if key.role == common_pb2.ROLE_ADMIN and not key.HasField("revoke_time"):
+            if key.role == common_pb2.ROLE_ADMIN and key_valid_at(key, now):
                 return True
         if len(rows) < 500:
             return False

@@ -26,6 +26,7 @@ from control_plane.auth.ratelimit import FailureLimiter, peer_host
 from control_plane.auth.secrets import parse_key, verify_secret
 from control_plane.auth.tokens import TokenSigner
 from control_plane.core.errors import ResourceExhausted, Unauthenticated
+from control_plane.core.keys import key_ends_ns
 from control_plane.store import Store
 from floe.v1 import keys_pb2
 
@@ -169,11 +170,8 @@ class Authenticator:
             record, hashed = found
             key = keys_pb2.ApiKey.FromString(record.body)
             now = time.time()
-            valid_until = float("inf")
-            if key.HasField("revoke_time"):
-                valid_until = key.revoke_time.ToNanoseconds() / 1e9
-            if key.HasField("expire_time"):
-                valid_until = min(valid_until, key.expire_time.ToNanoseconds() / 1e9)
+            ends = key_ends_ns(key)
+            valid_until = float("inf") if ends is None else ends / 1e9
             if now >= valid_until:
                 self._cache.pop(key_id, None)
                 raise Unauthenticated(f"API key {prefix} is revoked or expired.", reason="KEY_REVOKED")

@@ -11,6 +11,7 @@ import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 
+from control_plane.core.keys import key_ends_ns, key_valid_at
 from control_plane.core.resources import from_record
 from control_plane.store import Record, Store
 from floe.protocol import CONFIG_TYPES
@@ -84,12 +85,12 @@ async def _ingest_credentials(store: Store) -> list[agent_pb2.IngestCredential]:
         key = keys_pb2.ApiKey.FromString(record.body)
         if key.role not in _INGEST_ROLES:
             continue
-        ends = [t.ToNanoseconds() for t in (key.revoke_time, key.expire_time) if t.seconds or t.nanos]
-        if ends and min(ends) <= now:
+        if not key_valid_at(key, now):
             continue
         cred = agent_pb2.IngestCredential(prefix=key.prefix, tenant=key.tenant, argon2_hash=hashed, key=record.name)
-        if ends:
-            cred.expire_time.FromNanoseconds(min(ends))
+        ends = key_ends_ns(key)
+        if ends is not None:
+            cred.expire_time.FromNanoseconds(ends)
         out.append(cred)
     return out
 

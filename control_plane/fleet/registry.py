@@ -25,6 +25,7 @@ from control_plane.core.errors import (
     NotFound,
     Unauthenticated,
 )
+from control_plane.core.keys import key_valid_at
 from control_plane.core.resources import timestamp
 from control_plane.fleet.configs import AgentIdentity, Snapshot, config_key, desired_configs, load_snapshot
 from control_plane.store import Store
@@ -344,9 +345,7 @@ class AgentRegistry:
             if record is None:
                 self.close_key(key_name, reason="KEY_INVALID", message="The agent's API key was deleted.")
                 continue
-            key = keys_pb2.ApiKey.FromString(record.body)
-            ends = [t.ToNanoseconds() for t in (key.revoke_time, key.expire_time) if t.seconds or t.nanos]
-            if ends and min(ends) <= now:
+            if not key_valid_at(keys_pb2.ApiKey.FromString(record.body), now):
                 self.close_key(key_name, message="The agent's API key expired or was rotated out.")
 
     def close_key(self, key_name: str, *, reason: str = "KEY_REVOKED", message: str = "") -> None:

@@ -10,6 +10,7 @@ from control_plane.auth.authenticator import Authenticator
 from control_plane.auth.principal import Principal
 from control_plane.auth.secrets import generate_key, generate_key_id, hash_secret
 from control_plane.core.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
+from control_plane.core.keys import key_valid_at
 from control_plane.core.names import check_id, parse_name, parse_tenant_name
 from control_plane.core.pagination import page_request
 from control_plane.core.resources import from_record, timestamp, to_body
@@ -131,8 +132,7 @@ class KeyServicer(keys_pb2_grpc.KeyServiceServicer):
             key = ApiKey.FromString(record.body)
             if request.kind and key.kind != request.kind:
                 return False
-            revoked = key.HasField("revoke_time") and key.revoke_time.ToNanoseconds() <= now
-            return request.show_revoked or not revoked
+            return request.show_revoked or key_valid_at(key, now)
 
         records, token = await fetch_page(self._store, "keys", page, parent=parent, keep=keep)
         return keys_pb2.ListApiKeysResponse(api_keys=[from_record(r, ApiKey) for r in records], next_page_token=token)
@@ -171,8 +171,10 @@ class KeyServicer(keys_pb2_grpc.KeyServiceServicer):
         if grace < 0 or grace > MAX_GRACE_S * 1_000_000_000:
             raise InvalidArgument.from_violations([FieldViolation("grace_period", "must be between 0 and 7 days")])
         now = time.time_ns()
-        if old.HasField("revoke_time") and old.revoke_time.ToNanoseconds() <= now:
-            raise InvalidArgument.from_violations([FieldViolation("name", f"{request.name} is already revoked")])
+        if not key_valid_at(old, now):
+            raise InvalidArgument.from_violations(
+                [FieldViolation("name", f"{request.name} is already revoked or expired")]
+            )
         new = ApiKey(
             display_name=old.display_name,
             kind=old.kind,

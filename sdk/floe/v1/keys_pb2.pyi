@@ -219,7 +219,7 @@ class ListApiKeysRequest(_message.Message):
     kind: Global___KeyKind.ValueType
     """Only keys of this kind."""
     show_revoked: _builtins.bool
-    """Include revoked keys."""
+    """Include revoked and expired keys."""
     def __init__(
         self,
         *,
