@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 from control_plane.auth.secrets import parse_key
-from control_plane.auth.tokens import write_private_file
 from control_plane.core.keys import key_valid_at
 from control_plane.services.keys import create_key
 from control_plane.store import Store
+from floe.files import write_private_file
 from floe.v1 import common_pb2, keys_pb2
 
 __all__ = ["ensure_admin_key"]

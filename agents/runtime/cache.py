@@ -1,14 +1,14 @@
 """On-disk cache of the config an agent runs, so it restarts on its last-known-good config
-when the control plane is away. One file per config type, written atomically (temp file,
-fsync, rename)."""
+when the control plane is away. One file per config type, written atomically and readable only
+by the agent (``floe.files.write_private_file``)."""
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from floe.files import write_private_file
 from floe.v1 import agent_pb2
 
 __all__ = ["AppliedState", "ConfigCache"]
@@ -33,15 +33,6 @@ class AppliedState:
             errors=self.errors,
             effective_version=self.effective_version,
         )
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class ConfigCache:
@@ -71,5 +62,5 @@ class ConfigCache:
 
     def save(self, config_type: str, update: agent_pb2.ConfigUpdate | None, state: AppliedState) -> None:
         if update is not None:
-            _write_atomic(self.dir / f"{config_type}.pb", update.SerializeToString())
-        _write_atomic(self.dir / f"{config_type}.state.json", json.dumps(asdict(state)).encode())
+            write_private_file(self.dir / f"{config_type}.pb", update.SerializeToString())
+        write_private_file(self.dir / f"{config_type}.state.json", json.dumps(asdict(state)).encode())

@@ -4,7 +4,6 @@ across restarts (created with mode 0600 on first start)."""
 from __future__ import annotations
 
 import math
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -15,23 +14,12 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-__all__ = ["TokenClaims", "TokenSigner", "load_or_create_signing_key", "write_private_file"]
+from floe.files import write_private_file
+
+__all__ = ["TokenClaims", "TokenSigner", "load_or_create_signing_key"]
 
 ISSUER = "floe-control-plane"
 AUDIENCE = "floe"
-
-
-def write_private_file(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` readable only by the owner, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:

@@ -71,6 +71,7 @@ def _ensure_agent_key(data_dir: Path, grpc_address: str) -> Path:
     if path.exists():
         return path
     from floe.client import Client
+    from floe.files import write_private_file
     from floe.v1 import common_pb2, keys_pb2
 
     admin = (data_dir / "admin.key").read_text().strip()
@@ -78,10 +79,7 @@ def _ensure_agent_key(data_dir: Path, grpc_address: str) -> Path:
         _, secret = client.keys.create(
             common_pb2.ROLE_AGENT, kind=keys_pb2.KEY_KIND_SERVICE, display_name="floe up agents"
         )
-    fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secret + "\n")
-    os.replace(path.with_suffix(".tmp"), path)
+    write_private_file(path, (secret + "\n").encode())
     return path
 
 
