@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import grpc
 
+from floe.backoff import Backoff
 from floe.client import channel_credentials
 from floe.errors import from_grpc_error
 from floe.v1 import agent_pb2, agent_pb2_grpc
@@ -82,30 +82,27 @@ class ControlClient:
 
     async def run(self) -> None:
         """Connect, and reconnect forever; cancel to stop."""
-        delay = 0.5
+        backoff = Backoff(0.5, self._reconnect_max)
         while True:
-            wait = None
+            hint: float | None = None
             started = time.monotonic()
             try:
                 await self._session()
                 self.last_error = "the control plane closed the stream"
             except Throttled as exc:
-                wait = exc.retry_after
+                hint = exc.retry_after
                 self.last_error = f"throttled: {exc}"
             except grpc.aio.AioRpcError as exc:
                 err = from_grpc_error(exc)
                 self.last_error = str(err)
-                if err.retry_after:
-                    wait = err.retry_after
+                hint = err.retry_after
                 level = logging.ERROR if err.code == grpc.StatusCode.UNAUTHENTICATED else logging.WARNING
                 log.log(level, "Control stream failed", extra={"error": str(err), "target": self._target})
             finally:
                 self.connected.clear()
             if time.monotonic() - started > 30:
-                delay = 0.5  # the last stream was healthy for a while: start backing off afresh
-            if wait is None:
-                wait = delay * random.uniform(0.5, 1.5)
-                delay = min(delay * 2, self._reconnect_max)
+                backoff.reset()  # the last stream was healthy for a while: start backing off afresh
+            wait = backoff.delay(hint)
             log.info("Reconnecting to the control plane", extra={"in_s": round(wait, 2)})
             await asyncio.sleep(wait)
 

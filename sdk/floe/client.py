@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import inspect
-import random
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import duration_pb2, field_mask_pb2
 
+from floe.backoff import Backoff
 from floe.errors import from_grpc_error
 from floe.v1 import (
     agent_pb2,
@@ -412,7 +412,7 @@ class AsyncClient:
 
     async def call(self, method: Callable[..., Any], request: Any, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109 - a gRPC deadline, not a cancel scope
         """Invoke a unary stub method with credentials, deadline and retry; raise RpcError."""
-        delay = 0.1
+        backoff = Backoff(0.1, 5.0)
         for attempt in range(self.retries + 1):
             try:
                 return await method(request, metadata=self._metadata, timeout=timeout or self.timeout)
@@ -420,8 +420,7 @@ class AsyncClient:
                 err = from_grpc_error(exc)
                 if err.code not in _RETRYABLE or attempt == self.retries:
                     raise err from None
-                await asyncio.sleep(err.retry_after or delay * random.uniform(0.5, 1.5))
-                delay = min(delay * 2, 5.0)
+                await asyncio.sleep(backoff.delay(err.retry_after))
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def close(self) -> None:
