@@ -16,8 +16,9 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import jwt
 
@@ -33,6 +34,7 @@ from floe.v1 import keys_pb2
 __all__ = ["Authenticator"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 TOUCH_INTERVAL_NS = 60 * 1_000_000_000
 
 
@@ -82,7 +84,13 @@ class Authenticator:
         for callback in self.on_revoke:
             callback(key_name)
 
-    async def authenticate(self, authorization: str | None, peer: str) -> Principal:
+    async def guard(self, peer: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run a credential check for ``peer`` under the per-address failure limit.
+
+        Refused at once (RESOURCE_EXHAUSTED with a retry delay) while the address is over the
+        limit; an UNAUTHENTICATED outcome counts against it. Every credential check goes through
+        here: API keys and tokens on each call, passwords and refresh tokens at sign-in.
+        """
         host = peer_host(peer)
         wait = self.limiter.retry_after(host)
         if wait > 0:
@@ -92,10 +100,13 @@ class Authenticator:
                 retry_after=wait,
             )
         try:
-            return await self._authenticate(authorization)
+            return await attempt()
         except Unauthenticated:
             self.limiter.record_failure(host)
             raise
+
+    async def authenticate(self, authorization: str | None, peer: str) -> Principal:
+        return await self.guard(peer, lambda: self._authenticate(authorization))
 
     async def _authenticate(self, authorization: str | None) -> Principal:
         if not authorization:

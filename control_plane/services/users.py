@@ -15,7 +15,6 @@ from control_plane.auth.tokens import TokenSigner
 from control_plane.core.errors import (
     FieldViolation,
     NotFound,
-    ResourceExhausted,
     Unauthenticated,
 )
 from control_plane.core.fieldmask import apply_update_mask
@@ -166,31 +165,20 @@ class AuthServicer(users_pb2_grpc.AuthServiceServicer):
         self._auth = authenticator
         self._refresh_ttl_ns = int(refresh_ttl_seconds * 1e9)
 
-    def _throttle(self, context: Any) -> str:
-        host = peer_host(context.peer())
-        wait = self._auth.limiter.retry_after(host)
-        if wait > 0:
-            raise ResourceExhausted(
-                f"Too many failed sign-ins from {host}; try again in {wait:.1f}s.",
-                reason="AUTH_RATE_LIMITED",
-                retry_after=wait,
-            )
-        return host
-
     async def Login(self, request: users_pb2.LoginRequest, context: Any) -> Any:
-        host = self._throttle(context)
+        return await self._auth.guard(context.peer(), lambda: self._login(request, context.peer()))
+
+    async def _login(self, request: users_pb2.LoginRequest, peer: str) -> users_pb2.LoginResponse:
         failure = Unauthenticated("Username or password is incorrect.", reason="LOGIN_FAILED")
         found = None
         if check_id(request.username, "username", user=True) is None:
             found = await self._store.get_with_credential(f"users/{request.username}")
         ok = await verify_secret(found[1] if found else _DUMMY_HASH, request.password)
         if found is None or not ok:
-            self._auth.limiter.record_failure(host)
             raise failure
         record = found[0]
         user = _user(record)
         if user.disabled:
-            self._auth.limiter.record_failure(host)
             raise Unauthenticated("This user is disabled; ask an admin.", reason="USER_DISABLED")
         tenant = user.tenant.removeprefix("tenants/") or None
         access, access_exp = self._signer.issue(record.name, user.role, tenant)
@@ -200,7 +188,7 @@ class AuthServicer(users_pb2_grpc.AuthServiceServicer):
         session = Session(session_id, record.name, sha256_hex(refresh), now, now + self._refresh_ttl_ns, 0)
         await self._store.create_session(session)
         await self._store.touch(record.name, now)
-        log.info("User signed in", extra={"user": record.name, "peer": host})
+        log.info("User signed in", extra={"user": record.name, "peer": peer_host(peer)})
         return users_pb2.LoginResponse(
             access_token=access,
             access_token_expire_time=timestamp(int(access_exp * 1e9)),
@@ -222,12 +210,7 @@ class AuthServicer(users_pb2_grpc.AuthServiceServicer):
         return session
 
     async def RefreshToken(self, request: users_pb2.RefreshTokenRequest, context: Any) -> Any:
-        host = self._throttle(context)
-        try:
-            session = await self._session(request.refresh_token)
-        except Unauthenticated:
-            self._auth.limiter.record_failure(host)
-            raise
+        session = await self._auth.guard(context.peer(), lambda: self._session(request.refresh_token))
         record = await self._store.get(session.user)
         if record is None:
             raise Unauthenticated("This user no longer exists.", reason="SESSION_ENDED")
