@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Sequence
+from typing import Protocol, TypeVar
 
 from control_plane.core.errors import FieldViolation, InvalidArgument
 
@@ -13,6 +15,14 @@ __all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "Page", "page_request"]
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+N = TypeVar("N", bound=_Named)
 
 
 class Page:
@@ -29,6 +39,12 @@ class Page:
             return ""
         raw = json.dumps({"a": names[-1], "q": self._digest}, separators=(",", ":")).encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    def of(self, items: Sequence[N]) -> tuple[list[N], str]:
+        """This page of an in-memory list sorted by ``name``, and the next page token."""
+        rest = [item for item in items if item.name > self.after]
+        chunk = rest[: self.size]
+        return chunk, self.next_token([item.name for item in chunk], len(rest) > self.size)
 
 
 def page_request(page_size: int, page_token: str, *query: object) -> Page:

@@ -162,11 +162,8 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         caller.require_read(caller.tenant or "", "agents")
         page = page_request(request.page_size, request.page_token, request.kind)
         agents = [a for a in self._registry.views(caller) if not request.kind or a.kind == request.kind]
-        rest = [a for a in agents if a.name > page.after]
-        chunk = rest[: page.size]
-        return fleet_pb2.ListAgentsResponse(
-            agents=chunk, next_page_token=page.next_token([a.name for a in chunk], len(rest) > page.size)
-        )
+        chunk, token = page.of(agents)
+        return fleet_pb2.ListAgentsResponse(agents=chunk, next_page_token=token)
 
     async def GetAgent(self, request: fleet_pb2.GetAgentRequest, context: Any) -> Any:
         return fleet_pb2.GetAgentResponse(agent=self._entry_view(request.name))

@@ -70,8 +70,5 @@ class HealthServicer(health_pb2_grpc.HealthServiceServicer):
         principal()
         page = page_request(request.page_size, request.page_token, "services")
         services = sorted(self._registry.services(), key=lambda s: s.name)
-        rest = [s for s in services if s.name > page.after]
-        chunk = rest[: page.size]
-        return health_pb2.ListServiceHealthResponse(
-            services=chunk, next_page_token=page.next_token([s.name for s in chunk], len(rest) > page.size)
-        )
+        chunk, token = page.of(services)
+        return health_pb2.ListServiceHealthResponse(services=chunk, next_page_token=token)
