@@ -105,19 +105,29 @@ class AgentRunner:
         merged.datasets.datasets.extend(merge_datasets(list(update.datasets.datasets), self._local))
         return merged
 
+    async def _run(self, update: agent_pb2.ConfigUpdate) -> list[str]:
+        """Validate ``update`` (merged with local datasets in hybrid mode) and switch to it.
+
+        Returns every reason it was not taken; the previous config then keeps running. A role
+        whose ``apply`` raises has rejected the config: reported, never a crash.
+        """
+        effective = self._effective(update)
+        errors = await self.role.validate(effective)
+        if errors:
+            return errors
+        try:
+            await self.role.apply(effective)
+        except Exception as exc:
+            log.exception("Applying a config failed", extra={"config_type": update.config_type})
+            return [f"apply failed: {type(exc).__name__}: {exc}"]
+        return []
+
     async def handle_update(self, update: agent_pb2.ConfigUpdate) -> agent_pb2.ConfigAck:
         """Validate and apply one update from the control plane; the ack to send back."""
         async with self._lock:
             ack = agent_pb2.ConfigAck(config_type=update.config_type, version=update.version, nonce=update.nonce)
             state = self.states.setdefault(update.config_type, AppliedState())
-            effective = self._effective(update)
-            errors = await self.role.validate(effective)
-            if not errors:
-                try:
-                    await self.role.apply(effective)
-                except Exception as exc:  # an apply that fails is a rejected config, never a crash
-                    log.exception("Applying a config failed", extra={"config_type": update.config_type})
-                    errors = [f"apply failed: {type(exc).__name__}: {exc}"]
+            errors = await self._run(update)
             state.version = update.version
             state.errors = errors
             if errors:
@@ -143,14 +153,7 @@ class AgentRunner:
             if update is None or config_type not in self.role.config_types:
                 self.states[config_type] = state
                 continue
-            effective = self._effective(update)
-            errors = await self.role.validate(effective)
-            if not errors:
-                try:
-                    await self.role.apply(effective)
-                except Exception as exc:  # start without it rather than not at all
-                    log.exception("Applying the cached config failed", extra={"config_type": config_type})
-                    errors = [f"apply failed: {type(exc).__name__}: {exc}"]
+            errors = await self._run(update)  # a failure starts the agent without it, not at all
             if errors:
                 # Not running it, so not reporting it: the hello then says this type runs nothing
                 # and the control plane sends the desired version again (validated afresh).
@@ -171,10 +174,9 @@ class AgentRunner:
     async def _apply_local_only(self) -> None:
         update = agent_pb2.ConfigUpdate(config_type="datasets", version="local")
         update.datasets.datasets.extend(self._local)
-        errors = await self.role.validate(update)
+        errors = await self._run(update)
         if errors:
             raise ValueError("local datasets are invalid: " + "; ".join(errors))
-        await self.role.apply(update)
         self.states["datasets"] = AppliedState("local", CS.CONFIG_STATUS_APPLIED, [], "local")
         self._ready = True
 
