@@ -42,6 +42,40 @@ class AgentSettings:
     datasets: list[dict[str, Any]] = setting(
         [], "Local datasets (local-only and hybrid modes), in the API's JSON form.", kind="raw"
     )
+    # -- proxy ------------------------------------------------------------------------------
+    receivers: list[str] = setting(
+        ["http://127.0.0.1:8080"], "proxy: receiver base URLs, used round-robin with health-based failover."
+    )
+    ingest_key: str = setting("", "proxy: bearer key for receivers; default the agent's own key.", secret=True)
+    batch_max_bytes: int = setting(4 << 20, "proxy: flush a dataset's batch at this many uncompressed bytes.")
+    batch_max_records: int = setting(100_000, "proxy: flush a dataset's batch at this many records.")
+    batch_max_age: float = setting(
+        1.0, "proxy: flush a dataset's batch this long after its first record.", kind="duration"
+    )
+    compression: str = setting("zstd", "proxy: batch compression, zstd or gzip.")
+    forward_timeout: float = setting(30.0, "proxy: timeout of one POST to a receiver.", kind="duration")
+    # -- spool (proxy and receiver) -----------------------------------------------------------
+    spool_max_bytes: int = setting(1 << 30, "Disk spool limit for queued and retrying batches (0: unlimited).")
+    dlq_max_bytes: int = setting(10 << 30, "DLQ hard limit; oldest batches evicted first (0: unlimited).")
+    retry_attempts: int = setting(5, "Delivery attempts before a batch goes to the DLQ.")
+    retry_interval: float = setting(
+        60.0, "Longest wait between delivery attempts (backoff grows to it).", kind="duration"
+    )
+    spool_max_age: float = setting(
+        0.0, "Move undelivered batches older than this to the DLQ (0: never).", kind="duration"
+    )
+    cleanup_interval: float = setting(300.0, "How often the DLQ limit and max age are enforced.", kind="duration")
+    # -- receiver ---------------------------------------------------------------------------
+    webhook_listen: str = setting(
+        "0.0.0.0:8080", "receiver: ingest address (POST /{tenant}/{dataset}).", kind="host_port"
+    )
+    object_store: str = setting(
+        "",
+        "receiver: intake store (a directory, file:///path or s3://bucket/prefix?endpoint=URL); DATA_DIR/objects.",
+    )
+    max_body_bytes: int = setting(64 << 20, "receiver: largest accepted request body (compressed), bytes.")
+    ack: str = setting("disk", "receiver: acknowledge after the disk spool (disk) or on receipt (memory).")
+    upload_concurrency: int = setting(8, "receiver: batches uploaded to the object store at once.")
     log_level: str = setting("info", "debug, info, warning or error.")
     log_format: str = setting("auto", "auto (JSON unless a terminal), json or text.")
 
@@ -60,6 +94,21 @@ class AgentSettings:
             problems.append("api_key / api_key_file: an agent key is required unless config_mode is local-only")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             problems.append("tls_cert_file / tls_key_file: set both for mutual TLS, or neither")
+        if self.compression not in ("zstd", "gzip"):
+            problems.append(f"compression: {self.compression!r} must be zstd or gzip")
+        if self.ack not in ("disk", "memory"):
+            problems.append(f"ack: {self.ack!r} must be disk or memory")
+        bad_urls = [u for u in self.receivers if not re.match(r"^https?://[^/]+", u)]
+        if bad_urls:
+            problems.append(f"receivers: {', '.join(map(repr, bad_urls))} must be http:// or https:// URLs")
+        for name in ("batch_max_bytes", "batch_max_records", "retry_attempts", "max_body_bytes", "upload_concurrency"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name}: must be at least 1")
+        for name in ("spool_max_bytes", "dlq_max_bytes"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name}: must be >= 0 (0 means unlimited)")
+        if self.batch_max_age <= 0:
+            problems.append("batch_max_age: must be greater than 0")
         if not isinstance(self.datasets, list) or not all(isinstance(d, dict) for d in self.datasets):
             problems.append("datasets: must be a list of datasets (mappings)")
         if problems:

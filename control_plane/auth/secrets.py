@@ -1,8 +1,6 @@
 """Secrets at rest: API keys and passwords hashed with argon2id, refresh tokens with SHA-256.
 
-An API key looks like ``floe_u_3kq9x2mb_<43 url-safe chars>``: kind letter (``u`` user,
-``s`` service), the key id (which names ``keys/{id}``) and 256 random bits. The part before the
-last underscore is the public prefix, safe to show and log.
+The shape of a key (and ``parse_key``) lives in ``floe.apikeys``, shared with the receivers.
 """
 
 from __future__ import annotations
@@ -15,6 +13,8 @@ import string
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from floe.apikeys import KEY_MARK, ParsedKey, parse_key
+
 __all__ = [
     "ParsedKey",
     "generate_key",
@@ -25,21 +25,9 @@ __all__ = [
     "verify_secret",
 ]
 
-KEY_MARK = "floe"
 _KIND_LETTER = {1: "s", 2: "u"}
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _hasher = PasswordHasher()
-
-
-class ParsedKey:
-    """The parts of a presented API key."""
-
-    __slots__ = ("key_id", "prefix", "secret")
-
-    def __init__(self, key_id: str, prefix: str, secret: str) -> None:
-        self.key_id = key_id
-        self.prefix = prefix
-        self.secret = secret
 
 
 def generate_key_id() -> str:
@@ -51,14 +39,6 @@ def generate_key(key_id: str, kind: int) -> tuple[str, str]:
     """Return ``(secret, prefix)`` for a new key."""
     prefix = f"{KEY_MARK}_{_KIND_LETTER.get(kind, 'u')}_{key_id}"
     return f"{prefix}_{secrets.token_urlsafe(32)}", prefix
-
-
-def parse_key(value: str) -> ParsedKey | None:
-    """Split a presented key; None when it is not shaped like a Floe key."""
-    parts = value.split("_", 3)
-    if len(parts) != 4 or parts[0] != KEY_MARK or parts[1] not in ("s", "u") or not parts[2] or len(parts[3]) < 32:
-        return None
-    return ParsedKey(parts[2], "_".join(parts[:3]), value)
 
 
 async def hash_secret(secret: str) -> str:

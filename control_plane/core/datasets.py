@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from agents.transforms.spec import validate_transformations
 from control_plane.core.errors import FieldViolation
 from control_plane.core.names import check_id
+from floe.protocol import DEFAULT_DATA_HINTS
 from floe.protocol import transport as protocol_transport
 from floe.v1 import datasets_pb2
 
@@ -16,17 +17,6 @@ __all__ = ["DATA_HINTS", "apply_defaults", "port_conflicts", "transport", "valid
 
 ST = datasets_pb2.SourceType
 DATA_HINTS = frozenset({"syslog", "ndjson", "text", "csv", "tsv", "cef", "kv", "sflow", "ipfix", "netflow"})
-_DEFAULT_HINT = {
-    ST.SOURCE_TYPE_SYSLOG_UDP: "syslog",
-    ST.SOURCE_TYPE_SYSLOG_TCP: "syslog",
-    ST.SOURCE_TYPE_HTTP: "ndjson",
-    ST.SOURCE_TYPE_SFLOW: "sflow",
-    ST.SOURCE_TYPE_IPFIX: "ipfix",
-    ST.SOURCE_TYPE_NETFLOW: "netflow",
-    ST.SOURCE_TYPE_NATS: "ndjson",
-    ST.SOURCE_TYPE_RAW_UDP: "text",
-    ST.SOURCE_TYPE_RAW_TCP: "text",
-}
 _OPTIONS = {
     ST.SOURCE_TYPE_NATS: {"url", "subject", "queue_group", "credentials_file"},
     ST.SOURCE_TYPE_HTTP: {"max_payload_bytes", "bearer_token", "path"},
@@ -48,8 +38,8 @@ def transport(source: datasets_pb2.Source) -> str | None:
 
 def apply_defaults(ds: datasets_pb2.Dataset) -> None:
     """Fill what a caller may leave out."""
-    if not ds.data_hint and ds.source.type in _DEFAULT_HINT:
-        ds.data_hint = _DEFAULT_HINT[ds.source.type]
+    if not ds.data_hint and ds.source.type in DEFAULT_DATA_HINTS:
+        ds.data_hint = DEFAULT_DATA_HINTS[ds.source.type]
     if not ds.source.bind_host and transport(ds.source):
         ds.source.bind_host = "0.0.0.0"
     if not ds.destination.connection:
