@@ -23,11 +23,16 @@ KIND_ENUM = {
 }
 
 
-def build_role(kind: str) -> Role:
+def build_role(kind: str, settings: AgentSettings) -> Role:
+    """The role of ``floe agent KIND``; each is imported only when it runs."""
     if kind == "proxy":
         from agents.proxy.role import ProxyRole
 
-        return ProxyRole()
+        return ProxyRole(settings)
+    if kind == "receiver":
+        from agents.receiver.role import ReceiverRole
+
+        return ReceiverRole(settings)
     return SubscriberRole(KIND_ENUM[kind])
 
 
@@ -36,4 +41,4 @@ async def run_agent(kind: str, settings: AgentSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await AgentRunner(kind, settings, build_role(kind)).run(stop)
+    await AgentRunner(kind, settings, build_role(kind, settings)).run(stop)

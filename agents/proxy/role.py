@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from agents.proxy.listeners import ListenerSet
 from agents.runtime.health import HealthBoard
+from agents.runtime.settings import AgentSettings
 from agents.runtime.subscriber import SubscriberRole
 from floe.v1 import agent_pb2
 
@@ -14,8 +15,9 @@ class ProxyRole(SubscriberRole):
     """Commands: ``drain`` closes every listener (no new input; the config stays applied, so a
     maintenance window does not look like drift) until ``reload``, which re-binds them."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: AgentSettings) -> None:
         super().__init__(agent_pb2.AGENT_KIND_PROXY)
+        self.settings = settings
         self.listeners: ListenerSet | None = None
         self.draining = False
 

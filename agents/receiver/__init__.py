@@ -1,0 +1,1 @@
+"""The receiver: durable HTTP ingest of batches into object storage."""
