@@ -33,6 +33,10 @@ def build_role(kind: str, settings: AgentSettings) -> Role:
         from agents.receiver.role import ReceiverRole
 
         return ReceiverRole(settings)
+    if kind == "packer":
+        from agents.packer.role import PackerRole
+
+        return PackerRole(settings)
     return SubscriberRole(KIND_ENUM[kind])
 
 

@@ -71,11 +71,20 @@ class AgentSettings:
     )
     object_store: str = setting(
         "",
-        "receiver: intake store (a directory, file:///path or s3://bucket/prefix?endpoint=URL); DATA_DIR/objects.",
+        "receiver/piper: intake store, a directory or s3://bucket/prefix?endpoint=URL; DATA_DIR/objects/intake.",
     )
     max_body_bytes: int = setting(64 << 20, "receiver: largest accepted request body (compressed), bytes.")
     ack: str = setting("disk", "receiver: acknowledge after the disk spool (disk) or on receipt (memory).")
     upload_concurrency: int = setting(8, "receiver: batches uploaded to the object store at once.")
+    # -- piper and packer -------------------------------------------------------------------
+    processed_store: str = setting("", "piper/packer: store of processed batches; default DATA_DIR/objects/processed.")
+    parquet_store: str = setting("", "packer/query: store of the Parquet files; default DATA_DIR/objects/parquet.")
+    poll_interval: float = setting(2.0, "piper/packer: how often to look for new work.", kind="duration")
+    lease_ttl: float = setting(120.0, "piper/packer: work lease length; renewed while working.", kind="duration")
+    parquet_target_bytes: int = setting(128 << 20, "packer: write a partition's file once this much is waiting.")
+    parquet_max_age: float = setting(
+        60.0, "packer: write a partition's file once its oldest input is this old.", kind="duration"
+    )
     log_level: str = setting("info", "debug, info, warning or error.")
     log_format: str = setting("auto", "auto (JSON unless a terminal), json or text.")
 
@@ -101,7 +110,14 @@ class AgentSettings:
         bad_urls = [u for u in self.receivers if not re.match(r"^https?://[^/]+", u)]
         if bad_urls:
             problems.append(f"receivers: {', '.join(map(repr, bad_urls))} must be http:// or https:// URLs")
-        for name in ("batch_max_bytes", "batch_max_records", "retry_attempts", "max_body_bytes", "upload_concurrency"):
+        for name in (
+            "batch_max_bytes",
+            "batch_max_records",
+            "retry_attempts",
+            "max_body_bytes",
+            "upload_concurrency",
+            "parquet_target_bytes",
+        ):
             if getattr(self, name) < 1:
                 problems.append(f"{name}: must be at least 1")
         for name in ("spool_max_bytes", "dlq_max_bytes"):
@@ -119,6 +135,13 @@ class AgentSettings:
 
     def api_address(self, kind: str) -> tuple[str, int]:
         return parse_host_port(self.api_listen) if self.api_listen else ("127.0.0.1", DEFAULT_API_PORTS[kind])
+
+    def store_url(self, which: str) -> str:
+        """The configured store for ``intake`` (``object_store``), ``processed`` or ``parquet``,
+        or its embedded default: one directory per store under ``DATA_DIR/objects``, shared by
+        every agent on the host."""
+        configured = {"intake": self.object_store, "processed": self.processed_store, "parquet": self.parquet_store}
+        return configured[which] or str(self.data_dir / "objects" / which)
 
     def read_api_key(self) -> str:
         if self.api_key:
