@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from agents.packer.schema import conform, unified_schema
 from agents.runtime.health import Component
-from agents.runtime.layout import parquet_key
+from agents.runtime.layout import list_all, parquet_key
 from agents.runtime.leases import Lease, LeaseLost, Leases
 from agents.runtime.objectstore import NotFound, ObjectInfo, ObjectStore
 
@@ -63,17 +63,6 @@ class _Partition:
 
     def oldest(self) -> float:
         return min((o.last_modified.timestamp() for o in self.sources), default=time.time())
-
-
-async def list_all(store: ObjectStore, prefix: str) -> list[ObjectInfo]:
-    out: list[ObjectInfo] = []
-    after = ""
-    while True:
-        page = await store.list(prefix, start_after=after, limit=1000)
-        out += page
-        if len(page) < 1000:
-            return out
-        after = page[-1].key
 
 
 class Packer:

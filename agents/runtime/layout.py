@@ -18,9 +18,12 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from agents.runtime.objectstore import ObjectInfo, ObjectStore
+
 __all__ = [
     "RawKey",
     "hour_of",
+    "list_all",
     "parquet_key",
     "parquet_prefix",
     "parse_raw_key",
@@ -81,3 +84,15 @@ def parquet_key(tenant: str, dataset: str, hour: str, file_id: str) -> str:
         raise ValueError(f"hour {hour!r} is not YYYYMMDDHH")
     y, mo, d, h = hour[:4], hour[4:6], hour[6:8], hour[8:10]
     return f"{parquet_prefix(tenant, dataset)}year={y}/month={mo}/day={d}/hour={h}/part-{file_id}.parquet"
+
+
+async def list_all(store: ObjectStore, prefix: str) -> list[ObjectInfo]:
+    """Every object under ``prefix``, in key order (all pages)."""
+    out: list[ObjectInfo] = []
+    after = ""
+    while True:
+        page = await store.list(prefix, start_after=after, limit=1000)
+        out += page
+        if len(page) < 1000:
+            return out
+        after = page[-1].key
