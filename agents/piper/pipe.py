@@ -50,8 +50,9 @@ class Outputs:
     error_count: int = 0
 
 
-#: Turns a raw object's decompressed body into outputs: (tenant, dataset, body, data hint).
-Processor = Callable[[str, str, bytes, str], Awaitable[Outputs]]
+#: Turns a raw object's decompressed body into outputs: (tenant, dataset, body, data hint,
+#: received at in Unix ns — the batch's time, so reprocessing gives the same records).
+Processor = Callable[[str, str, bytes, str, int], Awaitable[Outputs]]
 
 
 def decompress(body: bytes, extension: str) -> bytes:
@@ -159,7 +160,7 @@ class Piper:
             await self._leases.complete(lease)
             return
         records = await asyncio.to_thread(decompress, body, key.extension)
-        out = await self._process(key.tenant, key.dataset, records, key.data_hint)
+        out = await self._process(key.tenant, key.dataset, records, key.data_hint, key.unix_nanos)
         received = key.unix_nanos / 1e9
         parts = [(key.dataset, out.table), *sorted(out.routed.items())]
         written_rows = 0

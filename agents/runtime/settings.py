@@ -79,6 +79,9 @@ class AgentSettings:
     # -- piper and packer -------------------------------------------------------------------
     processed_store: str = setting("", "piper/packer: store of processed batches; default DATA_DIR/objects/processed.")
     parquet_store: str = setting("", "packer/query: store of the Parquet files; default DATA_DIR/objects/parquet.")
+    hash_salt: str = setting(
+        "", "piper: secret mixed into hash_field digests (with the dataset name); the same on every piper.", secret=True
+    )
     poll_interval: float = setting(2.0, "piper/packer: how often to look for new work.", kind="duration")
     lease_ttl: float = setting(120.0, "piper/packer: work lease length; renewed while working.", kind="duration")
     parquet_target_bytes: int = setting(128 << 20, "packer: write a partition's file once this much is waiting.")

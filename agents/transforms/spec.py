@@ -37,6 +37,17 @@ def _regex(pattern: str, path: str, out: list[FieldViolation]) -> None:
         out.append(FieldViolation(path, f"is not a valid RE2 pattern: {exc}"))
 
 
+def _replacement(pattern: str, replacement: str, path: str, out: list[FieldViolation]) -> None:
+    """RE2 rejects a rewrite naming a group the pattern lacks only when it runs: run it here."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        pc.replace_substring_regex(pa.array([""], pa.string()), pattern=pattern, replacement=replacement)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        out.append(FieldViolation(path, f"does not fit the pattern: {exc}"))
+
+
 def _condition(cond: tp.Condition, path: str, out: list[FieldViolation], depth: int = 0) -> None:
     if depth > _MAX_CONDITION_DEPTH:
         out.append(FieldViolation(path, f"nests deeper than {_MAX_CONDITION_DEPTH} levels"))
@@ -75,6 +86,8 @@ def _step(step: tp.Transformation, path: str, out: list[FieldViolation]) -> None
         out.append(FieldViolation(path, "sets no transformation: choose one kind, such as rename_field"))
         return
     p = f"{path}.{kind}"
+    if kind in ("filter", "route") and step.HasField("when"):
+        out.append(FieldViolation(f"{path}.when", f"is not used by {kind}: put the condition in {kind}.condition"))
     if kind == "add_field":
         _field(step.add_field.field, f"{p}.field", out)
     elif kind == "remove_fields":
@@ -97,7 +110,10 @@ def _step(step: tp.Transformation, path: str, out: list[FieldViolation]) -> None
             _condition(step.filter.condition, f"{p}.condition", out)
     elif kind == "regex_replace":
         _field(step.regex_replace.field, f"{p}.field", out)
+        before = len(out)
         _regex(step.regex_replace.pattern, f"{p}.pattern", out)
+        if len(out) == before:
+            _replacement(step.regex_replace.pattern, step.regex_replace.replacement, f"{p}.replacement", out)
     elif kind == "mask":
         _field(step.mask.field, f"{p}.field", out)
         _regex(step.mask.pattern, f"{p}.pattern", out)
@@ -105,17 +121,23 @@ def _step(step: tp.Transformation, path: str, out: list[FieldViolation]) -> None
             out.append(FieldViolation(f"{p}.mask_char", "must be a single character"))
     elif kind == "hash_field":
         _field(step.hash_field.field, f"{p}.field", out)
+        if step.hash_field.target:
+            _field(step.hash_field.target, f"{p}.target", out)
     elif kind == "convert_type":
         _field(step.convert_type.field, f"{p}.field", out)
         if step.convert_type.type == tp.ConvertType.TYPE_UNSPECIFIED:
             out.append(FieldViolation(f"{p}.type", "is required"))
     elif kind == "parse_timestamp":
         _field(step.parse_timestamp.field, f"{p}.field", out)
+        if step.parse_timestamp.target:
+            _field(step.parse_timestamp.target, f"{p}.target", out)
         for i, fmt in enumerate(step.parse_timestamp.formats):
             if fmt not in _SPECIAL_TIME_FORMATS and "%" not in fmt:
                 out.append(
                     FieldViolation(f"{p}.formats[{i}]", f"{fmt!r} is neither a strptime format nor rfc3339/unix_*")
                 )
+            elif "%f" in fmt and "%S.%f" not in fmt and "%S,%f" not in fmt:
+                out.append(FieldViolation(f"{p}.formats[{i}]", "may use %f only right after seconds, as %S.%f"))
         tz = step.parse_timestamp.timezone
         if tz:
             try:
@@ -124,11 +146,10 @@ def _step(step: tp.Transformation, path: str, out: list[FieldViolation]) -> None
                 out.append(FieldViolation(f"{p}.timezone", f"{tz!r} is not an IANA time zone such as Europe/Paris"))
     elif kind == "parse_key_value":
         _field(step.parse_key_value.field, f"{p}.field", out)
-        if (
-            step.parse_key_value.pair_separator
-            and step.parse_key_value.pair_separator == step.parse_key_value.kv_separator
-        ):
-            out.append(FieldViolation(f"{p}.kv_separator", "must differ from pair_separator"))
+        pair_sep = step.parse_key_value.pair_separator or " "
+        kv_sep = step.parse_key_value.kv_separator or "="
+        if pair_sep == kv_sep:
+            out.append(FieldViolation(f"{p}.kv_separator", "must differ from pair_separator (default ' ')"))
     elif kind == "parse_json":
         _field(step.parse_json.field, f"{p}.field", out)
     elif kind == "change_case":
@@ -144,7 +165,7 @@ def _step(step: tp.Transformation, path: str, out: list[FieldViolation]) -> None
         else:
             _condition(step.route.condition, f"{p}.condition", out)
         parts = step.route.dataset.split("/")
-        if len(parts) != 4 or parts[0] != "tenants" or parts[2] != "datasets":
+        if len(parts) != 4 or parts[0] != "tenants" or parts[2] != "datasets" or not parts[1] or not parts[3]:
             out.append(FieldViolation(f"{p}.dataset", "must be tenants/{tenant}/datasets/{dataset}"))
 
 
