@@ -33,6 +33,10 @@ def build_role(kind: str, settings: AgentSettings) -> Role:
         from agents.receiver.role import ReceiverRole
 
         return ReceiverRole(settings)
+    if kind == "piper":
+        from agents.piper.role import PiperRole
+
+        return PiperRole(settings)
     if kind == "packer":
         from agents.packer.role import PackerRole
 

@@ -7,9 +7,10 @@ process an object twice; a dead piper's lease expires and another takes over.
 Exactly once, with the packer consuming processed batches concurrently:
 1. under the lease, delete any staged output a previous attempt left for this object, then
    process and write the outputs to ``{tenant}/{dataset}/_staging/{stem}/`` (the packer ignores it);
-2. renew the lease, then complete the item (done for good: it is never processed again);
+2. renew the lease, claim ``finish/{key}``, then complete the item (done for good: it is never
+   processed again);
 3. publish: copy each staged output to its final processed key, delete the staged copy;
-4. delete the raw object.
+4. delete the raw object and release ``finish/{key}``.
 A crash before 2 leaves only staged output, replaced by the next attempt. A crash after 2
 leaves a done item whose raw object still exists: the next piper to see it claims a
 ``finish/{key}`` lease and repeats steps 3-4, which are idempotent.
@@ -174,8 +175,17 @@ class Piper:
                 f"{key.tenant}/{key.dataset}/errors/{key.stem}.ndjson", out.errors, content_type="application/x-ndjson"
             )
         lease = await self._leases.renew(lease, self._ttl)
-        await self._leases.complete(lease)
-        await self._publish(key)
+        # Hold the finishing lease from before the item is done until it is published, so a
+        # piper that sees the done item meanwhile does not publish the same outputs concurrently.
+        finishing, _ = await self._leases.claim([f"finish/{raw_name}"], self._ttl)
+        if not finishing:
+            raise LeaseLost(f"finish/{raw_name} is held by another piper")
+        try:
+            await self._leases.complete(lease)
+            await self._publish(key)
+        finally:
+            with contextlib.suppress(Exception):
+                await self._leases.release(finishing[0])
         comp.events_in += out.table.num_rows + sum(t.num_rows for t in out.routed.values()) + out.error_count
         comp.bytes_in += len(records)
         comp.events_out += written_rows
@@ -190,18 +200,21 @@ class Piper:
         if not won:
             return
         try:
-            await self._publish(key)
-            log.info("Finished an interrupted object", extra={"object": raw_name})
+            if await self._publish(key):
+                log.info("Finished an interrupted object", extra={"object": raw_name})
         finally:
             with contextlib.suppress(Exception):
                 await self._leases.release(won[0])
 
-    async def _publish(self, key: RawKey) -> None:
+    async def _publish(self, key: RawKey) -> int:
+        """Move the staged outputs to their final keys and delete the raw object; return how many."""
         staging = self._staging(key)
-        for staged in await list_all(self._processed, staging):
+        staged_objects = await list_all(self._processed, staging)
+        for staged in staged_objects:
             target, hour_file = staged.key.removeprefix(staging).split("/", 1)
             stem = key.stem if target == key.dataset else f"{key.stem}--from-{key.dataset}"
             final = processed_key(key.tenant, target, hour_file.removesuffix(".arrow"), stem)
             await self._processed.copy(staged.key, final)
             await self._processed.delete(staged.key)
         await self._intake.delete(f"{key.tenant}/{key.dataset}/{key.stem}.{key.extension}")
+        return len(staged_objects)
