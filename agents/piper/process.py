@@ -18,7 +18,7 @@ from agents.transforms.fields import FieldStats
 from agents.transforms.parsers import parse_body
 from floe.v1 import datasets_pb2
 
-__all__ = ["Processors"]
+__all__ = ["Processors", "fields_message"]
 
 
 @dataclass
@@ -27,6 +27,8 @@ class _Dataset:
     fingerprint: bytes
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     fields: FieldStats = field(default_factory=FieldStats)
+    #: Seen since the last report to the control plane.
+    unreported: FieldStats = field(default_factory=FieldStats)
 
 
 def _fingerprint(ds: datasets_pb2.Dataset) -> bytes:
@@ -62,6 +64,21 @@ class Processors:
         ds = self._datasets.get((tenant, dataset))
         return ds.fields if ds else None
 
+    def take_unreported(self) -> list[tuple[str, str, FieldStats]]:
+        """The field counts seen since the last call, per dataset with any."""
+        out = []
+        for (tenant, dataset), ds in self._datasets.items():
+            if ds.unreported.rows:
+                out.append((tenant, dataset, ds.unreported))
+                ds.unreported = FieldStats()
+        return out
+
+    def give_back(self, tenant: str, dataset: str, stats: FieldStats) -> None:
+        """Counts whose report failed, to be sent with the next one."""
+        ds = self._datasets.get((tenant, dataset))
+        if ds is not None:
+            ds.unreported.merge(stats)
+
     async def process(self, tenant: str, dataset: str, body: bytes, hint: str, received_at: int) -> Outputs:
         ds = self._datasets.get((tenant, dataset))
         if ds is None:
@@ -74,6 +91,7 @@ class Processors:
         parsed = parse_body(body, hint, received_at=received_at)
         result = ds.plan.run(parsed.table)
         ds.fields.observe(result.table, received_at)
+        ds.unreported.observe(result.table, received_at)
         routed = {name.split("/")[-1]: table for name, table in result.routed.items()}
         lines = [
             json.dumps({"stage": "parse", "line": r["line"], "raw": r["raw"], "reason": r["reason"]})
@@ -82,3 +100,16 @@ class Processors:
         lines += [json.dumps({"stage": "transform", **r}, default=str) for r in result.errors.to_pylist()]
         errors = ("\n".join(lines) + "\n").encode() if lines else b""
         return Outputs(result.table, routed, errors, error_count=len(lines))
+
+
+def fields_message(tenant: str, dataset: str, stats: FieldStats) -> datasets_pb2.DatasetFields:
+    """``stats`` as the control plane's ``DatasetFields`` report."""
+    out = datasets_pb2.DatasetFields(name=f"tenants/{tenant}/datasets/{dataset}/fields", records=stats.rows)
+    for name, info in sorted(stats.fields.items()):
+        f = out.fields.add(name=name, type=info.type, non_null=info.non_null, records=info.rows)
+        f.types.update(info.types)
+        if info.first_seen:
+            f.first_seen_time.FromNanoseconds(info.first_seen)
+        if info.last_seen:
+            f.last_seen_time.FromNanoseconds(info.last_seen)
+    return out

@@ -3,14 +3,19 @@ batches for the packer."""
 
 from __future__ import annotations
 
+import logging
+
 from agents.piper.pipe import Piper
-from agents.piper.process import Processors
+from agents.piper.process import Processors, fields_message
 from agents.runtime.health import HealthBoard
 from agents.runtime.settings import AgentSettings
 from agents.runtime.worker import WorkerRole
+from floe.errors import RpcError
 from floe.v1 import agent_pb2
 
 __all__ = ["PiperRole"]
+
+log = logging.getLogger(__name__)
 
 
 class PiperRole(WorkerRole):
@@ -32,9 +37,22 @@ class PiperRole(WorkerRole):
 
         async def one_pass() -> int:
             targets = [(ds.name.split("/")[1], ds.name.split("/")[3]) for ds in self.datasets if ds.active]
-            return await piper.run_once(targets)
+            done = await piper.run_once(targets)
+            await self._report_fields()
+            return done
 
         self.run_passes("piper", one_pass)
+
+    async def _report_fields(self) -> None:
+        """Send the fields seen since the last report; on failure they go with the next one."""
+        if self.client is None:
+            return
+        for tenant, dataset, stats in self.processors.take_unreported():
+            try:
+                await self.client.datasets.report_fields(fields_message(tenant, dataset, stats))
+            except RpcError as exc:
+                self.processors.give_back(tenant, dataset, stats)
+                log.warning("Could not report dataset fields", extra={"dataset": dataset, "error": str(exc)})
 
     async def apply(self, update: agent_pb2.ConfigUpdate) -> None:
         if update.config_type == "datasets":

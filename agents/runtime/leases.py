@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import grpc
@@ -23,7 +22,7 @@ from floe.client import AsyncClient
 from floe.errors import RpcError
 from floe.v1 import work_pb2
 
-__all__ = ["ControlLeases", "Lease", "LeaseLost", "Leases", "LocalLeases", "open_leases"]
+__all__ = ["ControlLeases", "Lease", "LeaseLost", "Leases", "LocalLeases"]
 
 
 _LOST = frozenset({grpc.StatusCode.ABORTED, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION})
@@ -159,19 +158,3 @@ def _from_proto(lease: work_pb2.Lease) -> Lease:
 
 def _to_proto(lease: Lease) -> work_pb2.Lease:
     return work_pb2.Lease(item=lease.item, holder=lease.holder, generation=lease.generation)
-
-
-def open_leases(
-    *,
-    holder: str,
-    control_url: str | None,
-    api_key: str = "",
-    ca_file: Path | None = None,
-    cert_file: Path | None = None,
-    key_file: Path | None = None,
-) -> Leases:
-    """Control-plane leases when ``control_url`` is given, else in-process ones."""
-    if not control_url:
-        return LocalLeases(holder)
-    client = AsyncClient(control_url, api_key=api_key, ca_file=ca_file, cert_file=cert_file, key_file=key_file)
-    return ControlLeases(client, holder)

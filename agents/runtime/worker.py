@@ -10,10 +10,11 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from agents.runtime.health import Component
-from agents.runtime.leases import Leases, open_leases
+from agents.runtime.leases import ControlLeases, Leases, LocalLeases
 from agents.runtime.objectstore import ObjectStore, open_object_store
 from agents.runtime.settings import AgentSettings
 from agents.runtime.subscriber import SubscriberRole
+from floe.client import AsyncClient
 from floe.v1 import agent_pb2, health_pb2
 
 __all__ = ["WorkerRole"]
@@ -30,6 +31,8 @@ class WorkerRole(SubscriberRole):
         self.settings = settings
         self._stores: list[ObjectStore] = []
         self._leases: Leases | None = None
+        #: The control plane, when the agent has one (not in local-only mode).
+        self.client: AsyncClient | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
@@ -39,16 +42,19 @@ class WorkerRole(SubscriberRole):
         return store
 
     def open_leases(self, kind: str) -> Leases:
+        """Control-plane leases (and ``self.client``), or in-process ones in local-only mode."""
         s = self.settings
-        local = s.config_mode == "local-only"
-        self._leases = open_leases(
-            holder=s.name_for(kind),
-            control_url=None if local else s.control_url,
-            api_key="" if local else s.read_api_key(),
+        if s.config_mode == "local-only":
+            self._leases = LocalLeases(s.name_for(kind))
+            return self._leases
+        self.client = AsyncClient(
+            s.control_url,
+            api_key=s.read_api_key(),
             ca_file=s.ca_file,
             cert_file=s.tls_cert_file,
             key_file=s.tls_key_file,
         )
+        self._leases = ControlLeases(self.client, s.name_for(kind))
         return self._leases
 
     def run_passes(self, name: str, one_pass: Callable[[], Awaitable[int]]) -> None:

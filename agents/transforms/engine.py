@@ -61,6 +61,7 @@ __all__ = [
     "StepStats",
     "compile_plan",
     "preview",
+    "preview_table",
 ]
 
 #: Records that failed a step: which step (its index and its id, or its kind when it has none),
@@ -219,11 +220,18 @@ def preview(
     path: str = "transformations",
 ) -> Preview:
     """Run ``steps`` on ``records`` with the engine the piper uses. Raises ``InvalidTransformations``."""
-    plan = compile_plan(steps, salt=salt, path=path)
     body = "\n".join(json.dumps(r, ensure_ascii=False, default=str) for r in records).encode()
     table = read_json_lines(body).table
     if table.num_rows < len(records):  # only possible for records that are not objects
         raise ValueError("every record must be a JSON object")
+    return preview_table(steps, table, salt=salt, path=path)
+
+
+def preview_table(
+    steps: Sequence[tp.Transformation], table: pa.Table, *, salt: str = "", path: str = "transformations"
+) -> Preview:
+    """``preview`` of records already parsed into a table (e.g. by ``parse_body``), types kept."""
+    plan = compile_plan(steps, salt=salt, path=path)
     result = plan.run(table)
     errors = [{**e, "record": json.loads(e["record"])} for e in result.errors.to_pylist()]
     return Preview(

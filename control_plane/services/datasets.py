@@ -11,6 +11,7 @@ from control_plane.core.names import check_id, dataset_name, parse_dataset_name,
 from control_plane.core.pagination import page_request
 from control_plane.core.resources import check_etag, from_record, to_body
 from control_plane.services.common import fetch_page, principal, require
+from control_plane.services.dataset_tools import get_fields, preview_transformations, report_fields
 from control_plane.services.tenants import validate_labels
 from control_plane.store import Store, Transaction
 from floe.v1 import datasets_pb2, datasets_pb2_grpc, tenants_pb2
@@ -134,4 +135,15 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
                 raise NotFound(f"{request.name} does not exist.")
             check_etag(record, request.etag)
             await tx.delete(request.name, expected_revision=record.revision)
+            if await tx.get(f"{request.name}/fields") is not None:
+                await tx.delete(f"{request.name}/fields")
         return datasets_pb2.DeleteDatasetResponse()
+
+    async def PreviewTransformations(self, request: datasets_pb2.PreviewTransformationsRequest, context: Any) -> Any:
+        return await preview_transformations(request)
+
+    async def GetDatasetFields(self, request: datasets_pb2.GetDatasetFieldsRequest, context: Any) -> Any:
+        return await get_fields(self._store, request)
+
+    async def ReportDatasetFields(self, request: datasets_pb2.ReportDatasetFieldsRequest, context: Any) -> Any:
+        return await report_fields(self._store, request)

@@ -18,7 +18,7 @@ import asyncio
 import builtins
 import inspect
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,6 +40,7 @@ from floe.v1 import (
     keys_pb2_grpc,
     tenants_pb2,
     tenants_pb2_grpc,
+    transforms_pb2,
     users_pb2,
     users_pb2_grpc,
     work_pb2,
@@ -164,6 +165,36 @@ class DatasetsApi(_Api):
         await self._c.call(
             self._c.stubs.datasets.DeleteDataset, datasets_pb2.DeleteDatasetRequest(name=name, etag=etag)
         )
+
+    async def preview(
+        self,
+        dataset: str,
+        transformations: Sequence[transforms_pb2.Transformation],
+        *,
+        records: Sequence[Mapping[str, Any]] | None = None,
+        text: str = "",
+        data_hint: str = "",
+    ) -> datasets_pb2.PreviewTransformationsResponse:
+        """Run ``transformations`` on sample ``records`` (JSON objects) or raw ``text`` parsed by
+        ``data_hint``, as pipers would; nothing is saved. ``dataset`` is its full name."""
+        req = datasets_pb2.PreviewTransformationsRequest(dataset=dataset, transformations=transformations)
+        if records is not None:
+            for record in records:
+                req.records.records.add().update(dict(record))
+        else:
+            req.text.data_hint = data_hint
+            req.text.text = text
+        return await self._c.call(self._c.stubs.datasets.PreviewTransformations, req)
+
+    async def fields(self, dataset: str) -> datasets_pb2.DatasetFields:
+        """The fields pipers have seen in ``dataset`` (its full name)."""
+        req = datasets_pb2.GetDatasetFieldsRequest(name=f"{dataset}/fields")
+        return (await self._c.call(self._c.stubs.datasets.GetDatasetFields, req)).fields
+
+    async def report_fields(self, fields: datasets_pb2.DatasetFields) -> None:
+        """Add a piper's field counts (agent credentials)."""
+        req = datasets_pb2.ReportDatasetFieldsRequest(fields=fields)
+        await self._c.call(self._c.stubs.datasets.ReportDatasetFields, req)
 
 
 class KeysApi(_Api):

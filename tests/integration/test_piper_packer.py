@@ -101,6 +101,14 @@ def test_every_record_exactly_once_with_two_of_each_and_kill_9(
         eventually(settled, timeout=90, interval=0.5)
         total, distinct = _count(tmp_path / "stores", tenant, "app")
         assert (total, distinct) == (OBJECTS * PER_OBJECT, OBJECTS * PER_OBJECT)
+        # Pipers report the fields they saw (counts are approximate when a piper is killed
+        # between processing and its next report).
+        fields = eventually(lambda: admin.datasets.fields(f"tenants/{tenant}/datasets/app"), timeout=30)
+        assert {f.name: f.type for f in fields.fields} == {"n": "int64", "obj": "int64", "msg": "string"}
+        if not kills:
+            assert eventually(
+                lambda: admin.datasets.fields(f"tenants/{tenant}/datasets/app").records == OBJECTS * PER_OBJECT
+            )
     finally:
         for agent in agents:
             if agent.alive():

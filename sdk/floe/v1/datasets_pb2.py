@@ -26,10 +26,11 @@ from floe.v1 import common_pb2 as floe_dot_v1_dot_common__pb2
 from floe.v1 import transforms_pb2 as floe_dot_v1_dot_transforms__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66loe/v1/datasets.proto\x12\x07\x66loe.v1\x1a\x14\x66loe/v1/common.proto\x1a\x18\x66loe/v1/transforms.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\x01\n\x06Source\x12!\n\x04type\x18\x01 \x01(\x0e\x32\x13.floe.v1.SourceType\x12\x11\n\tbind_host\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\r\x12-\n\x07options\x18\x04 \x03(\x0b\x32\x1c.floe.v1.Source.OptionsEntry\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"!\n\x0b\x44\x65stination\x12\x12\n\nconnection\x18\x01 \x01(\t\"X\n\x0fProxyAssignment\x12\x0f\n\x05\x61gent\x18\x01 \x01(\tH\x00\x12*\n\x08selector\x18\x02 \x01(\x0b\x32\x16.floe.v1.LabelSelectorH\x00\x42\x08\n\x06target\"\x98\x04\n\x07\x44\x61taset\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x1f\n\x06source\x18\x04 \x01(\x0b\x32\x0f.floe.v1.Source\x12\x11\n\tdata_hint\x18\x05 \x01(\t\x12\x30\n\x0ftransformations\x18\x06 \x03(\x0b\x32\x17.floe.v1.Transformation\x12)\n\x0b\x64\x65stination\x18\x07 \x01(\x0b\x32\x14.floe.v1.Destination\x12\'\n\x05proxy\x18\x08 \x01(\x0b\x32\x18.floe.v1.ProxyAssignment\x12\x0e\n\x06\x61\x63tive\x18\t \x01(\x08\x12\x0f\n\x07testing\x18\n \x01(\x08\x12,\n\tretention\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x06labels\x18\x0c \x03(\x0b\x32\x1c.floe.v1.Dataset.LabelsEntry\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x0f \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"t\n\x14\x43reateDatasetRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x12\n\ndataset_id\x18\x02 \x01(\t\x12!\n\x07\x64\x61taset\x18\x03 \x01(\x0b\x32\x10.floe.v1.Dataset\x12\x15\n\rvalidate_only\x18\x04 \x01(\x08\":\n\x15\x43reateDatasetResponse\x12!\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x10.floe.v1.Dataset\"!\n\x11GetDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"7\n\x12GetDatasetResponse\x12!\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x10.floe.v1.Dataset\"L\n\x13ListDatasetsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"S\n\x14ListDatasetsResponse\x12\"\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x10.floe.v1.Dataset\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x81\x01\n\x14UpdateDatasetRequest\x12!\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x10.floe.v1.Dataset\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x15\n\rvalidate_only\x18\x03 \x01(\x08\":\n\x15UpdateDatasetResponse\x12!\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x10.floe.v1.Dataset\"2\n\x14\x44\x65leteDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"\x17\n\x15\x44\x65leteDatasetResponse*\x86\x02\n\nSourceType\x12\x1b\n\x17SOURCE_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16SOURCE_TYPE_SYSLOG_UDP\x10\x01\x12\x1a\n\x16SOURCE_TYPE_SYSLOG_TCP\x10\x02\x12\x14\n\x10SOURCE_TYPE_HTTP\x10\x03\x12\x15\n\x11SOURCE_TYPE_SFLOW\x10\x04\x12\x15\n\x11SOURCE_TYPE_IPFIX\x10\x05\x12\x17\n\x13SOURCE_TYPE_NETFLOW\x10\x06\x12\x14\n\x10SOURCE_TYPE_NATS\x10\x07\x12\x17\n\x13SOURCE_TYPE_RAW_UDP\x10\x08\x12\x17\n\x13SOURCE_TYPE_RAW_TCP\x10\t2\x94\x03\n\x0e\x44\x61tasetService\x12N\n\rCreateDataset\x12\x1d.floe.v1.CreateDatasetRequest\x1a\x1e.floe.v1.CreateDatasetResponse\x12\x45\n\nGetDataset\x12\x1a.floe.v1.GetDatasetRequest\x1a\x1b.floe.v1.GetDatasetResponse\x12K\n\x0cListDatasets\x12\x1c.floe.v1.ListDatasetsRequest\x1a\x1d.floe.v1.ListDatasetsResponse\x12N\n\rUpdateDataset\x12\x1d.floe.v1.UpdateDatasetRequest\x1a\x1e.floe.v1.UpdateDatasetResponse\x12N\n\rDeleteDataset\x12\x1d.floe.v1.DeleteDatasetRequest\x1a\x1e.floe.v1.DeleteDatasetResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66loe/v1/datasets.proto\x12\x07\x66loe.v1\x1a\x14\x66loe/v1/common.proto\x1a\x18\x66loe/v1/transforms.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\x01\n\x06Source\x12!\n\x04type\x18\x01 \x01(\x0e\x32\x13.floe.v1.SourceType\x12\x11\n\tbind_host\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\r\x12-\n\x07options\x18\x04 \x03(\x0b\x32\x1c.floe.v1.Source.OptionsEntry\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"!\n\x0b\x44\x65stination\x12\x12\n\nconnection\x18\x01 \x01(\t\"X\n\x0fProxyAssignment\x12\x0f\n\x05\x61gent\x18\x01 \x01(\tH\x00\x12*\n\x08selector\x18\x02 \x01(\x0b\x32\x16.floe.v1.LabelSelectorH\x00\x42\x08\n\x06target\"\x98\x04\n\x07\x44\x61taset\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x1f\n\x06source\x18\x04 \x01(\x0b\x32\x0f.floe.v1.Source\x12\x11\n\tdata_hint\x18\x05 \x01(\t\x12\x30\n\x0ftransformations\x18\x06 \x03(\x0b\x32\x17.floe.v1.Transformation\x12)\n\x0b\x64\x65stination\x18\x07 \x01(\x0b\x32\x14.floe.v1.Destination\x12\'\n\x05proxy\x18\x08 \x01(\x0b\x32\x18.floe.v1.ProxyAssignment\x12\x0e\n\x06\x61\x63tive\x18\t \x01(\x08\x12\x0f\n\x07testing\x18\n \x01(\x08\x12,\n\tretention\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x06labels\x18\x0c \x03(\x0b\x32\x1c.floe.v1.Dataset.LabelsEntry\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x0f \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"t\n\x14\x43reateDatasetRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x12\n\ndataset_id\x18\x02 \x01(\t\x12!\n\x07\x64\x61taset\x18\x03 \x01(\x0b\x32\x10.floe.v1.Dataset\x12\x15\n\rvalidate_only\x18\x04 \x01(\x08\":\n\x15\x43reateDatasetResponse\x12!\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x10.floe.v1.Dataset\"!\n\x11GetDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"7\n\x12GetDatasetResponse\x12!\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x10.floe.v1.Dataset\"L\n\x13ListDatasetsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"S\n\x14ListDatasetsResponse\x12\"\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x10.floe.v1.Dataset\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x81\x01\n\x14UpdateDatasetRequest\x12!\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x10.floe.v1.Dataset\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x15\n\rvalidate_only\x18\x03 \x01(\x08\":\n\x15UpdateDatasetResponse\x12!\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x10.floe.v1.Dataset\"2\n\x14\x44\x65leteDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"\x17\n\x15\x44\x65leteDatasetResponse\"\xbb\x01\n\x1dPreviewTransformationsRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x30\n\x0ftransformations\x18\x02 \x03(\x0b\x32\x17.floe.v1.Transformation\x12)\n\x07records\x18\x03 \x01(\x0b\x32\x16.floe.v1.SampleRecordsH\x00\x12#\n\x04text\x18\x04 \x01(\x0b\x32\x13.floe.v1.SampleTextH\x00\x42\x07\n\x05input\"9\n\rSampleRecords\x12(\n\x07records\x18\x01 \x03(\x0b\x32\x17.google.protobuf.Struct\"-\n\nSampleText\x12\x11\n\tdata_hint\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"\xa2\x02\n\x1ePreviewTransformationsResponse\x12(\n\x07records\x18\x01 \x03(\x0b\x32\x17.google.protobuf.Struct\x12%\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x15.floe.v1.PreviewError\x12\x43\n\x06routed\x18\x03 \x03(\x0b\x32\x33.floe.v1.PreviewTransformationsResponse.RoutedEntry\x12#\n\x05steps\x18\x04 \x03(\x0b\x32\x14.floe.v1.PreviewStep\x1a\x45\n\x0bRoutedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.floe.v1.SampleRecords:\x02\x38\x01\"i\n\x0cPreviewError\x12\x12\n\nstep_index\x18\x01 \x01(\x05\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\'\n\x06record\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"{\n\x0bPreviewStep\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0f\n\x07rows_in\x18\x04 \x01(\x03\x12\x10\n\x08rows_out\x18\x05 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x06 \x01(\x03\x12\x0e\n\x06routed\x18\x07 \x01(\x03\"\x86\x01\n\rDatasetFields\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x06\x66ields\x18\x02 \x03(\x0b\x32\x15.floe.v1.DatasetField\x12\x0f\n\x07records\x18\x03 \x01(\x03\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x95\x02\n\x0c\x44\x61tasetField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12/\n\x05types\x18\x03 \x03(\x0b\x32 .floe.v1.DatasetField.TypesEntry\x12\x10\n\x08non_null\x18\x04 \x01(\x03\x12\x0f\n\x07records\x18\x05 \x01(\x03\x12\x33\n\x0f\x66irst_seen_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_seen_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a,\n\nTypesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\'\n\x17GetDatasetFieldsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x18GetDatasetFieldsResponse\x12&\n\x06\x66ields\x18\x01 \x01(\x0b\x32\x16.floe.v1.DatasetFields\"D\n\x1aReportDatasetFieldsRequest\x12&\n\x06\x66ields\x18\x01 \x01(\x0b\x32\x16.floe.v1.DatasetFields\"\x1d\n\x1bReportDatasetFieldsResponse*\x86\x02\n\nSourceType\x12\x1b\n\x17SOURCE_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16SOURCE_TYPE_SYSLOG_UDP\x10\x01\x12\x1a\n\x16SOURCE_TYPE_SYSLOG_TCP\x10\x02\x12\x14\n\x10SOURCE_TYPE_HTTP\x10\x03\x12\x15\n\x11SOURCE_TYPE_SFLOW\x10\x04\x12\x15\n\x11SOURCE_TYPE_IPFIX\x10\x05\x12\x17\n\x13SOURCE_TYPE_NETFLOW\x10\x06\x12\x14\n\x10SOURCE_TYPE_NATS\x10\x07\x12\x17\n\x13SOURCE_TYPE_RAW_UDP\x10\x08\x12\x17\n\x13SOURCE_TYPE_RAW_TCP\x10\t2\xba\x05\n\x0e\x44\x61tasetService\x12N\n\rCreateDataset\x12\x1d.floe.v1.CreateDatasetRequest\x1a\x1e.floe.v1.CreateDatasetResponse\x12\x45\n\nGetDataset\x12\x1a.floe.v1.GetDatasetRequest\x1a\x1b.floe.v1.GetDatasetResponse\x12K\n\x0cListDatasets\x12\x1c.floe.v1.ListDatasetsRequest\x1a\x1d.floe.v1.ListDatasetsResponse\x12N\n\rUpdateDataset\x12\x1d.floe.v1.UpdateDatasetRequest\x1a\x1e.floe.v1.UpdateDatasetResponse\x12N\n\rDeleteDataset\x12\x1d.floe.v1.DeleteDatasetRequest\x1a\x1e.floe.v1.DeleteDatasetResponse\x12i\n\x16PreviewTransformations\x12&.floe.v1.PreviewTransformationsRequest\x1a\'.floe.v1.PreviewTransformationsResponse\x12W\n\x10GetDatasetFields\x12 .floe.v1.GetDatasetFieldsRequest\x1a!.floe.v1.GetDatasetFieldsResponse\x12`\n\x13ReportDatasetFields\x12#.floe.v1.ReportDatasetFieldsRequest\x1a$.floe.v1.ReportDatasetFieldsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,40 +41,72 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SOURCE_OPTIONSENTRY']._serialized_options = b'8\001'
   _globals['_DATASET_LABELSENTRY']._loaded_options = None
   _globals['_DATASET_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_SOURCETYPE']._serialized_start=1723
-  _globals['_SOURCETYPE']._serialized_end=1985
-  _globals['_SOURCE']._serialized_start=183
-  _globals['_SOURCE']._serialized_end=354
-  _globals['_SOURCE_OPTIONSENTRY']._serialized_start=308
-  _globals['_SOURCE_OPTIONSENTRY']._serialized_end=354
-  _globals['_DESTINATION']._serialized_start=356
-  _globals['_DESTINATION']._serialized_end=389
-  _globals['_PROXYASSIGNMENT']._serialized_start=391
-  _globals['_PROXYASSIGNMENT']._serialized_end=479
-  _globals['_DATASET']._serialized_start=482
-  _globals['_DATASET']._serialized_end=1018
-  _globals['_DATASET_LABELSENTRY']._serialized_start=973
-  _globals['_DATASET_LABELSENTRY']._serialized_end=1018
-  _globals['_CREATEDATASETREQUEST']._serialized_start=1020
-  _globals['_CREATEDATASETREQUEST']._serialized_end=1136
-  _globals['_CREATEDATASETRESPONSE']._serialized_start=1138
-  _globals['_CREATEDATASETRESPONSE']._serialized_end=1196
-  _globals['_GETDATASETREQUEST']._serialized_start=1198
-  _globals['_GETDATASETREQUEST']._serialized_end=1231
-  _globals['_GETDATASETRESPONSE']._serialized_start=1233
-  _globals['_GETDATASETRESPONSE']._serialized_end=1288
-  _globals['_LISTDATASETSREQUEST']._serialized_start=1290
-  _globals['_LISTDATASETSREQUEST']._serialized_end=1366
-  _globals['_LISTDATASETSRESPONSE']._serialized_start=1368
-  _globals['_LISTDATASETSRESPONSE']._serialized_end=1451
-  _globals['_UPDATEDATASETREQUEST']._serialized_start=1454
-  _globals['_UPDATEDATASETREQUEST']._serialized_end=1583
-  _globals['_UPDATEDATASETRESPONSE']._serialized_start=1585
-  _globals['_UPDATEDATASETRESPONSE']._serialized_end=1643
-  _globals['_DELETEDATASETREQUEST']._serialized_start=1645
-  _globals['_DELETEDATASETREQUEST']._serialized_end=1695
-  _globals['_DELETEDATASETRESPONSE']._serialized_start=1697
-  _globals['_DELETEDATASETRESPONSE']._serialized_end=1720
-  _globals['_DATASETSERVICE']._serialized_start=1988
-  _globals['_DATASETSERVICE']._serialized_end=2392
+  _globals['_PREVIEWTRANSFORMATIONSRESPONSE_ROUTEDENTRY']._loaded_options = None
+  _globals['_PREVIEWTRANSFORMATIONSRESPONSE_ROUTEDENTRY']._serialized_options = b'8\001'
+  _globals['_DATASETFIELD_TYPESENTRY']._loaded_options = None
+  _globals['_DATASETFIELD_TYPESENTRY']._serialized_options = b'8\001'
+  _globals['_SOURCETYPE']._serialized_start=3201
+  _globals['_SOURCETYPE']._serialized_end=3463
+  _globals['_SOURCE']._serialized_start=213
+  _globals['_SOURCE']._serialized_end=384
+  _globals['_SOURCE_OPTIONSENTRY']._serialized_start=338
+  _globals['_SOURCE_OPTIONSENTRY']._serialized_end=384
+  _globals['_DESTINATION']._serialized_start=386
+  _globals['_DESTINATION']._serialized_end=419
+  _globals['_PROXYASSIGNMENT']._serialized_start=421
+  _globals['_PROXYASSIGNMENT']._serialized_end=509
+  _globals['_DATASET']._serialized_start=512
+  _globals['_DATASET']._serialized_end=1048
+  _globals['_DATASET_LABELSENTRY']._serialized_start=1003
+  _globals['_DATASET_LABELSENTRY']._serialized_end=1048
+  _globals['_CREATEDATASETREQUEST']._serialized_start=1050
+  _globals['_CREATEDATASETREQUEST']._serialized_end=1166
+  _globals['_CREATEDATASETRESPONSE']._serialized_start=1168
+  _globals['_CREATEDATASETRESPONSE']._serialized_end=1226
+  _globals['_GETDATASETREQUEST']._serialized_start=1228
+  _globals['_GETDATASETREQUEST']._serialized_end=1261
+  _globals['_GETDATASETRESPONSE']._serialized_start=1263
+  _globals['_GETDATASETRESPONSE']._serialized_end=1318
+  _globals['_LISTDATASETSREQUEST']._serialized_start=1320
+  _globals['_LISTDATASETSREQUEST']._serialized_end=1396
+  _globals['_LISTDATASETSRESPONSE']._serialized_start=1398
+  _globals['_LISTDATASETSRESPONSE']._serialized_end=1481
+  _globals['_UPDATEDATASETREQUEST']._serialized_start=1484
+  _globals['_UPDATEDATASETREQUEST']._serialized_end=1613
+  _globals['_UPDATEDATASETRESPONSE']._serialized_start=1615
+  _globals['_UPDATEDATASETRESPONSE']._serialized_end=1673
+  _globals['_DELETEDATASETREQUEST']._serialized_start=1675
+  _globals['_DELETEDATASETREQUEST']._serialized_end=1725
+  _globals['_DELETEDATASETRESPONSE']._serialized_start=1727
+  _globals['_DELETEDATASETRESPONSE']._serialized_end=1750
+  _globals['_PREVIEWTRANSFORMATIONSREQUEST']._serialized_start=1753
+  _globals['_PREVIEWTRANSFORMATIONSREQUEST']._serialized_end=1940
+  _globals['_SAMPLERECORDS']._serialized_start=1942
+  _globals['_SAMPLERECORDS']._serialized_end=1999
+  _globals['_SAMPLETEXT']._serialized_start=2001
+  _globals['_SAMPLETEXT']._serialized_end=2046
+  _globals['_PREVIEWTRANSFORMATIONSRESPONSE']._serialized_start=2049
+  _globals['_PREVIEWTRANSFORMATIONSRESPONSE']._serialized_end=2339
+  _globals['_PREVIEWTRANSFORMATIONSRESPONSE_ROUTEDENTRY']._serialized_start=2270
+  _globals['_PREVIEWTRANSFORMATIONSRESPONSE_ROUTEDENTRY']._serialized_end=2339
+  _globals['_PREVIEWERROR']._serialized_start=2341
+  _globals['_PREVIEWERROR']._serialized_end=2446
+  _globals['_PREVIEWSTEP']._serialized_start=2448
+  _globals['_PREVIEWSTEP']._serialized_end=2571
+  _globals['_DATASETFIELDS']._serialized_start=2574
+  _globals['_DATASETFIELDS']._serialized_end=2708
+  _globals['_DATASETFIELD']._serialized_start=2711
+  _globals['_DATASETFIELD']._serialized_end=2988
+  _globals['_DATASETFIELD_TYPESENTRY']._serialized_start=2944
+  _globals['_DATASETFIELD_TYPESENTRY']._serialized_end=2988
+  _globals['_GETDATASETFIELDSREQUEST']._serialized_start=2990
+  _globals['_GETDATASETFIELDSREQUEST']._serialized_end=3029
+  _globals['_GETDATASETFIELDSRESPONSE']._serialized_start=3031
+  _globals['_GETDATASETFIELDSRESPONSE']._serialized_end=3097
+  _globals['_REPORTDATASETFIELDSREQUEST']._serialized_start=3099
+  _globals['_REPORTDATASETFIELDSREQUEST']._serialized_end=3167
+  _globals['_REPORTDATASETFIELDSRESPONSE']._serialized_start=3169
+  _globals['_REPORTDATASETFIELDSRESPONSE']._serialized_end=3198
+  _globals['_DATASETSERVICE']._serialized_start=3466
+  _globals['_DATASETSERVICE']._serialized_end=4164
 # @@protoc_insertion_point(module_scope)

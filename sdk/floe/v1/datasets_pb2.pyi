@@ -10,6 +10,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -498,3 +499,405 @@ class DeleteDatasetResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteDatasetResponse: _TypeAlias = DeleteDatasetResponse  # noqa: Y015
+
+@_typing.final
+class PreviewTransformationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASET_FIELD_NUMBER: _builtins.int
+    TRANSFORMATIONS_FIELD_NUMBER: _builtins.int
+    RECORDS_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    dataset: _builtins.str
+    """`tenants/{tenant}/datasets/{dataset}`: whose tenant the caller must be
+    able to read; route targets must be datasets of that tenant. The dataset
+    need not exist yet (preview before create).
+    """
+    @_builtins.property
+    def transformations(self) -> _containers.RepeatedCompositeFieldContainer[_transforms_pb2.Transformation]:
+        """The steps to run, in order."""
+
+    @_builtins.property
+    def records(self) -> Global___SampleRecords:
+        """Records as JSON objects."""
+
+    @_builtins.property
+    def text(self) -> Global___SampleText:
+        """Raw text parsed as pipers parse a batch with this data hint."""
+
+    def __init__(
+        self,
+        *,
+        dataset: _builtins.str = ...,
+        transformations: _abc.Iterable[_transforms_pb2.Transformation] | None = ...,
+        records: Global___SampleRecords | None = ...,
+        text: Global___SampleText | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input", "records", b"records", "text", b"text"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "input", b"input", "records", b"records", "text", b"text", "transformations", b"transformations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_input: _TypeAlias = _typing.Literal["records", "text"]  # noqa: Y015
+    _WhichOneofArgType_input: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_input) -> _WhichOneofReturnType_input | None: ...
+
+Global___PreviewTransformationsRequest: _TypeAlias = PreviewTransformationsRequest  # noqa: Y015
+
+@_typing.final
+class SampleRecords(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def records(self) -> _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]:
+        """At most 1000."""
+
+    def __init__(
+        self,
+        *,
+        records: _abc.Iterable[_struct_pb2.Struct] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["records", b"records"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SampleRecords: _TypeAlias = SampleRecords  # noqa: Y015
+
+@_typing.final
+class SampleText(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_HINT_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    data_hint: _builtins.str
+    """"syslog", "ndjson", "text", "csv", "tsv", "cef", "kv"..."""
+    text: _builtins.str
+    """At most 1 MiB."""
+    def __init__(
+        self,
+        *,
+        data_hint: _builtins.str = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_hint", b"data_hint", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SampleText: _TypeAlias = SampleText  # noqa: Y015
+
+@_typing.final
+class PreviewTransformationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class RoutedEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___SampleRecords: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___SampleRecords | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    RECORDS_FIELD_NUMBER: _builtins.int
+    ERRORS_FIELD_NUMBER: _builtins.int
+    ROUTED_FIELD_NUMBER: _builtins.int
+    STEPS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def records(self) -> _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]:
+        """What the dataset would keep, timestamps as RFC 3339 strings."""
+
+    @_builtins.property
+    def errors(self) -> _containers.RepeatedCompositeFieldContainer[Global___PreviewError]:
+        """Records that failed a step (or could not be parsed), with the reason."""
+
+    @_builtins.property
+    def routed(self) -> _containers.MessageMap[_builtins.str, Global___SampleRecords]:
+        """Records routed away, by dataset name."""
+
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___PreviewStep]:
+        """What each step did."""
+
+    def __init__(
+        self,
+        *,
+        records: _abc.Iterable[_struct_pb2.Struct] | None = ...,
+        errors: _abc.Iterable[Global___PreviewError] | None = ...,
+        routed: _abc.Mapping[_builtins.str, Global___SampleRecords] | None = ...,
+        steps: _abc.Iterable[Global___PreviewStep] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["errors", b"errors", "records", b"records", "routed", b"routed", "steps", b"steps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PreviewTransformationsResponse: _TypeAlias = PreviewTransformationsResponse  # noqa: Y015
+
+@_typing.final
+class PreviewError(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_INDEX_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    RECORD_FIELD_NUMBER: _builtins.int
+    step_index: _builtins.int
+    """The step's position; -1 for records that could not be parsed."""
+    step: _builtins.str
+    """The step's id, or its kind when it has no id."""
+    reason: _builtins.str
+    @_builtins.property
+    def record(self) -> _struct_pb2.Struct:
+        """The record as the step received it (for parse errors: {"raw": line})."""
+
+    def __init__(
+        self,
+        *,
+        step_index: _builtins.int = ...,
+        step: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        record: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["record", b"record"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "record", b"record", "step", b"step", "step_index", b"step_index"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PreviewError: _TypeAlias = PreviewError  # noqa: Y015
+
+@_typing.final
+class PreviewStep(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ROWS_IN_FIELD_NUMBER: _builtins.int
+    ROWS_OUT_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    ROUTED_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    step: _builtins.str
+    kind: _builtins.str
+    rows_in: _builtins.int
+    rows_out: _builtins.int
+    failed: _builtins.int
+    routed: _builtins.int
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        step: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        rows_in: _builtins.int = ...,
+        rows_out: _builtins.int = ...,
+        failed: _builtins.int = ...,
+        routed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["failed", b"failed", "index", b"index", "kind", b"kind", "routed", b"routed", "rows_in", b"rows_in", "rows_out", b"rows_out", "step", b"step"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PreviewStep: _TypeAlias = PreviewStep  # noqa: Y015
+
+@_typing.final
+class DatasetFields(_message.Message):
+    """DatasetFields is what pipers have seen in a dataset's output."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
+    RECORDS_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`tenants/{tenant}/datasets/{dataset}/fields`."""
+    records: _builtins.int
+    """Records observed in all."""
+    @_builtins.property
+    def fields(self) -> _containers.RepeatedCompositeFieldContainer[Global___DatasetField]: ...
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        fields: _abc.Iterable[Global___DatasetField] | None = ...,
+        records: _builtins.int = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fields", b"fields", "name", b"name", "records", b"records", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DatasetFields: _TypeAlias = DatasetFields  # noqa: Y015
+
+@_typing.final
+class DatasetField(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class TypesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    TYPES_FIELD_NUMBER: _builtins.int
+    NON_NULL_FIELD_NUMBER: _builtins.int
+    RECORDS_FIELD_NUMBER: _builtins.int
+    FIRST_SEEN_TIME_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    type: _builtins.str
+    """The Arrow type seen in most batches, e.g. "int64", "string",
+    "timestamp[us, tz=UTC]".
+    """
+    non_null: _builtins.int
+    """Values that were not null."""
+    records: _builtins.int
+    """Records in batches that had the field."""
+    @_builtins.property
+    def types(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Every type seen, with the number of batches it was seen in; more than one
+        means the type changed over time.
+        """
+
+    @_builtins.property
+    def first_seen_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_seen_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        type: _builtins.str = ...,
+        types: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        non_null: _builtins.int = ...,
+        records: _builtins.int = ...,
+        first_seen_time: _timestamp_pb2.Timestamp | None = ...,
+        last_seen_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["first_seen_time", b"first_seen_time", "last_seen_time", b"last_seen_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_seen_time", b"first_seen_time", "last_seen_time", b"last_seen_time", "name", b"name", "non_null", b"non_null", "records", b"records", "type", b"type", "types", b"types"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DatasetField: _TypeAlias = DatasetField  # noqa: Y015
+
+@_typing.final
+class GetDatasetFieldsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`tenants/{tenant}/datasets/{dataset}/fields`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDatasetFieldsRequest: _TypeAlias = GetDatasetFieldsRequest  # noqa: Y015
+
+@_typing.final
+class GetDatasetFieldsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def fields(self) -> Global___DatasetFields: ...
+    def __init__(
+        self,
+        *,
+        fields: Global___DatasetFields | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fields", b"fields"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fields", b"fields"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDatasetFieldsResponse: _TypeAlias = GetDatasetFieldsResponse  # noqa: Y015
+
+@_typing.final
+class ReportDatasetFieldsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def fields(self) -> Global___DatasetFields:
+        """Counts since the agent's previous report (they are added up)."""
+
+    def __init__(
+        self,
+        *,
+        fields: Global___DatasetFields | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fields", b"fields"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fields", b"fields"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportDatasetFieldsRequest: _TypeAlias = ReportDatasetFieldsRequest  # noqa: Y015
+
+@_typing.final
+class ReportDatasetFieldsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportDatasetFieldsResponse: _TypeAlias = ReportDatasetFieldsResponse  # noqa: Y015

@@ -61,6 +61,21 @@ class DatasetServiceStub:
                 request_serializer=floe_dot_v1_dot_datasets__pb2.DeleteDatasetRequest.SerializeToString,
                 response_deserializer=floe_dot_v1_dot_datasets__pb2.DeleteDatasetResponse.FromString,
                 _registered_method=True)
+        self.PreviewTransformations = channel.unary_unary(
+                '/floe.v1.DatasetService/PreviewTransformations',
+                request_serializer=floe_dot_v1_dot_datasets__pb2.PreviewTransformationsRequest.SerializeToString,
+                response_deserializer=floe_dot_v1_dot_datasets__pb2.PreviewTransformationsResponse.FromString,
+                _registered_method=True)
+        self.GetDatasetFields = channel.unary_unary(
+                '/floe.v1.DatasetService/GetDatasetFields',
+                request_serializer=floe_dot_v1_dot_datasets__pb2.GetDatasetFieldsRequest.SerializeToString,
+                response_deserializer=floe_dot_v1_dot_datasets__pb2.GetDatasetFieldsResponse.FromString,
+                _registered_method=True)
+        self.ReportDatasetFields = channel.unary_unary(
+                '/floe.v1.DatasetService/ReportDatasetFields',
+                request_serializer=floe_dot_v1_dot_datasets__pb2.ReportDatasetFieldsRequest.SerializeToString,
+                response_deserializer=floe_dot_v1_dot_datasets__pb2.ReportDatasetFieldsResponse.FromString,
+                _registered_method=True)
 
 
 class DatasetServiceServicer:
@@ -100,6 +115,30 @@ class DatasetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PreviewTransformations(self, request, context):
+        """Runs a transformation list on sample records with the engine pipers run,
+        saving nothing. The steps are validated first (INVALID_ARGUMENT names
+        each bad step). Any caller that may read the dataset's tenant may preview.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDatasetFields(self, request, context):
+        """The fields pipers have seen in a dataset's output, with their types.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportDatasetFields(self, request, context):
+        """Pipers report the fields of the batches they processed; the control plane
+        merges the reports. Agent keys only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DatasetServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -127,6 +166,21 @@ def add_DatasetServiceServicer_to_server(servicer, server):
                     servicer.DeleteDataset,
                     request_deserializer=floe_dot_v1_dot_datasets__pb2.DeleteDatasetRequest.FromString,
                     response_serializer=floe_dot_v1_dot_datasets__pb2.DeleteDatasetResponse.SerializeToString,
+            ),
+            'PreviewTransformations': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreviewTransformations,
+                    request_deserializer=floe_dot_v1_dot_datasets__pb2.PreviewTransformationsRequest.FromString,
+                    response_serializer=floe_dot_v1_dot_datasets__pb2.PreviewTransformationsResponse.SerializeToString,
+            ),
+            'GetDatasetFields': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDatasetFields,
+                    request_deserializer=floe_dot_v1_dot_datasets__pb2.GetDatasetFieldsRequest.FromString,
+                    response_serializer=floe_dot_v1_dot_datasets__pb2.GetDatasetFieldsResponse.SerializeToString,
+            ),
+            'ReportDatasetFields': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportDatasetFields,
+                    request_deserializer=floe_dot_v1_dot_datasets__pb2.ReportDatasetFieldsRequest.FromString,
+                    response_serializer=floe_dot_v1_dot_datasets__pb2.ReportDatasetFieldsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +320,87 @@ class DatasetService:
             '/floe.v1.DatasetService/DeleteDataset',
             floe_dot_v1_dot_datasets__pb2.DeleteDatasetRequest.SerializeToString,
             floe_dot_v1_dot_datasets__pb2.DeleteDatasetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreviewTransformations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/floe.v1.DatasetService/PreviewTransformations',
+            floe_dot_v1_dot_datasets__pb2.PreviewTransformationsRequest.SerializeToString,
+            floe_dot_v1_dot_datasets__pb2.PreviewTransformationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDatasetFields(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/floe.v1.DatasetService/GetDatasetFields',
+            floe_dot_v1_dot_datasets__pb2.GetDatasetFieldsRequest.SerializeToString,
+            floe_dot_v1_dot_datasets__pb2.GetDatasetFieldsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportDatasetFields(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/floe.v1.DatasetService/ReportDatasetFields',
+            floe_dot_v1_dot_datasets__pb2.ReportDatasetFieldsRequest.SerializeToString,
+            floe_dot_v1_dot_datasets__pb2.ReportDatasetFieldsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,17 @@ class DatasetServiceStub:
     """
     UpdateDataset: _grpc.UnaryUnaryMultiCallable[_datasets_pb2.UpdateDatasetRequest, _datasets_pb2.UpdateDatasetResponse]
     DeleteDataset: _grpc.UnaryUnaryMultiCallable[_datasets_pb2.DeleteDatasetRequest, _datasets_pb2.DeleteDatasetResponse]
+    PreviewTransformations: _grpc.UnaryUnaryMultiCallable[_datasets_pb2.PreviewTransformationsRequest, _datasets_pb2.PreviewTransformationsResponse]
+    """Runs a transformation list on sample records with the engine pipers run,
+    saving nothing. The steps are validated first (INVALID_ARGUMENT names
+    each bad step). Any caller that may read the dataset's tenant may preview.
+    """
+    GetDatasetFields: _grpc.UnaryUnaryMultiCallable[_datasets_pb2.GetDatasetFieldsRequest, _datasets_pb2.GetDatasetFieldsResponse]
+    """The fields pipers have seen in a dataset's output, with their types."""
+    ReportDatasetFields: _grpc.UnaryUnaryMultiCallable[_datasets_pb2.ReportDatasetFieldsRequest, _datasets_pb2.ReportDatasetFieldsResponse]
+    """Pipers report the fields of the batches they processed; the control plane
+    merges the reports. Agent keys only.
+    """
 
 @_typing.type_check_only
 class DatasetServiceAsyncStub(DatasetServiceStub):
@@ -59,6 +70,17 @@ class DatasetServiceAsyncStub(DatasetServiceStub):
     """
     UpdateDataset: _aio.UnaryUnaryMultiCallable[_datasets_pb2.UpdateDatasetRequest, _datasets_pb2.UpdateDatasetResponse]  # type: ignore[assignment]
     DeleteDataset: _aio.UnaryUnaryMultiCallable[_datasets_pb2.DeleteDatasetRequest, _datasets_pb2.DeleteDatasetResponse]  # type: ignore[assignment]
+    PreviewTransformations: _aio.UnaryUnaryMultiCallable[_datasets_pb2.PreviewTransformationsRequest, _datasets_pb2.PreviewTransformationsResponse]  # type: ignore[assignment]
+    """Runs a transformation list on sample records with the engine pipers run,
+    saving nothing. The steps are validated first (INVALID_ARGUMENT names
+    each bad step). Any caller that may read the dataset's tenant may preview.
+    """
+    GetDatasetFields: _aio.UnaryUnaryMultiCallable[_datasets_pb2.GetDatasetFieldsRequest, _datasets_pb2.GetDatasetFieldsResponse]  # type: ignore[assignment]
+    """The fields pipers have seen in a dataset's output, with their types."""
+    ReportDatasetFields: _aio.UnaryUnaryMultiCallable[_datasets_pb2.ReportDatasetFieldsRequest, _datasets_pb2.ReportDatasetFieldsResponse]  # type: ignore[assignment]
+    """Pipers report the fields of the batches they processed; the control plane
+    merges the reports. Agent keys only.
+    """
 
 class DatasetServiceServicer(metaclass=_abc_1.ABCMeta):
     """DatasetService manages datasets: where a tenant's data comes from, how it
@@ -102,5 +124,34 @@ class DatasetServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _datasets_pb2.DeleteDatasetRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_datasets_pb2.DeleteDatasetResponse, _abc.Awaitable[_datasets_pb2.DeleteDatasetResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def PreviewTransformations(
+        self,
+        request: _datasets_pb2.PreviewTransformationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_datasets_pb2.PreviewTransformationsResponse, _abc.Awaitable[_datasets_pb2.PreviewTransformationsResponse]]:
+        """Runs a transformation list on sample records with the engine pipers run,
+        saving nothing. The steps are validated first (INVALID_ARGUMENT names
+        each bad step). Any caller that may read the dataset's tenant may preview.
+        """
+
+    @_abc_1.abstractmethod
+    def GetDatasetFields(
+        self,
+        request: _datasets_pb2.GetDatasetFieldsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_datasets_pb2.GetDatasetFieldsResponse, _abc.Awaitable[_datasets_pb2.GetDatasetFieldsResponse]]:
+        """The fields pipers have seen in a dataset's output, with their types."""
+
+    @_abc_1.abstractmethod
+    def ReportDatasetFields(
+        self,
+        request: _datasets_pb2.ReportDatasetFieldsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_datasets_pb2.ReportDatasetFieldsResponse, _abc.Awaitable[_datasets_pb2.ReportDatasetFieldsResponse]]:
+        """Pipers report the fields of the batches they processed; the control plane
+        merges the reports. Agent keys only.
+        """
 
 def add_DatasetServiceServicer_to_server(servicer: DatasetServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
