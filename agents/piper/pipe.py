@@ -81,12 +81,25 @@ def split_by_hour(table: pa.Table, fallback_seconds: float) -> dict[str, pa.Tabl
     if "timestamp" not in table.column_names or not pa.types.is_timestamp(table.schema.field("timestamp").type):
         return {fallback: table}
     ts = table.column("timestamp")
-    if ts.type.tz not in (None, "UTC", "utc", "+00:00"):
-        ts = pc.cast(ts, pa.timestamp(ts.type.unit, "UTC"))
-    hours = pc.fill_null(pc.strftime(ts, format="%Y%m%d%H"), fallback)
-    out = {}
-    for hour in pc.unique(hours).to_pylist():
-        out[str(hour)] = table.filter(pc.equal(hours, hour))
+    # Integer hours since the epoch: cheaper than formatting every timestamp, and most batches
+    # fall in one hour, which then needs no filtering at all.
+    per_hour = {"s": 3600, "ms": 3_600_000, "us": 3_600_000_000, "ns": 3_600_000_000_000}[ts.type.unit]
+    hours = pc.floor(pc.divide(pc.cast(ts, pa.int64()).cast(pa.float64()), float(per_hour)))
+    distinct = [h for h in pc.unique(hours).to_pylist()]
+    if len(distinct) == 1:
+        return {fallback if distinct[0] is None else hour_of(distinct[0] * 3600): table}
+    out: dict[str, pa.Table] = {}
+    for h in distinct:
+        if h is None:
+            rows = table.filter(pc.is_null(hours))
+            name = fallback
+        else:
+            rows = table.filter(pc.equal(hours, h))
+            name = hour_of(h * 3600)
+        if name in out:
+            out[name] = pa.concat_tables([out[name], rows])
+        else:
+            out[name] = rows
     return out
 
 
