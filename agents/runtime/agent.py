@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -275,9 +276,15 @@ class AgentRunner:
         server: Any = site._server
         bound = server.sockets[0].getsockname()[1] if server is not None and server.sockets else port
         self.api_address = f"{host}:{bound}"
-        (self.dir / "agent.json").write_text(
-            f'{{"api": "{self.api_address}", "pid": {os.getpid()}, "name": "{self.name}"}}\n'
-        )
+        # A role may listen on more ports (the receiver's webhook): ``role.addresses()`` adds them.
+        extra = getattr(self.role, "addresses", None)
+        info = {
+            **(extra() if extra is not None else {}),
+            "api": self.api_address,
+            "pid": os.getpid(),
+            "name": self.name,
+        }
+        (self.dir / "agent.json").write_text(json.dumps(info) + "\n")
         control_task = None
         if self.settings.config_mode != "local-only":
             self.client = ControlClient(

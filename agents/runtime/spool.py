@@ -103,6 +103,9 @@ class BatchMeta:
     """Size of the records before compression, if known."""
     created_at: float = 0.0
     """Unix seconds; 0 means "now" at ``append``."""
+    batch_id: str = ""
+    """The sender's id of the batch (e.g. ``X-Floe-Batch-Id``), so the next hop can name it
+    idempotently; empty when there is none. Not the spool's own id (``Batch.id``)."""
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,8 @@ class AgentProcess:
             self.set_key(key)
         self.proc: subprocess.Popen[bytes] | None = None
         self.api = ""
+        #: Every address in agent.json (``api``, and e.g. ``webhook`` for a receiver).
+        self.addresses: dict[str, str] = {}
         self.log_path = data_dir / f"{name}-agent.log"
         self._log_offset = 0
 
@@ -154,6 +156,7 @@ class AgentProcess:
                 if info.get("pid") == proc.pid:
                     assert info["name"] == self.name
                     self.api = str(info["api"])
+                    self.addresses = {k: str(v) for k, v in info.items() if k not in ("pid", "name")}
                     return self
             except (OSError, ValueError):
                 pass

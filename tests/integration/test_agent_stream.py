@@ -42,6 +42,7 @@ from tests.integration.agentkit import (
     send_udp,
     udp_dataset,
 )
+from tests.integration.scripted_receiver import ScriptedReceiver
 
 T = TypeVar("T")
 HS = health_pb2.HealthStatus
@@ -86,17 +87,23 @@ def api(cp: ControlPlaneProcess) -> Iterator[Client]:
 
 @dataclass(frozen=True)
 class Shared:
-    """Made once per module: an agent key (not bound to a tenant) and a tenant."""
+    """Made once per module: an agent key (not bound to a tenant), a tenant, and a receiver the
+    proxies forward what they collect to (so they report healthy)."""
 
     agent_key: str
     tenant: str
+    receiver_url: str
 
 
 @pytest.fixture(scope="module")
-def shared(api: Client) -> Shared:
+def shared(api: Client) -> Iterator[Shared]:
     _, secret = api.keys.create(common_pb2.ROLE_AGENT, display_name="agent stream tests")
     tenant = api.tenants.create(f"agents-{time.time_ns() % 10**8:x}", display_name="Agent tests")
-    return Shared(str(secret), str(tenant.name))
+    receiver = ScriptedReceiver().start()
+    try:
+        yield Shared(str(secret), str(tenant.name), receiver.url)
+    finally:
+        receiver.stop()
 
 
 @dataclass
@@ -110,16 +117,17 @@ class Fleet:
     tenant: str
     agents: MakeAgent
     uid: UidFn
+    receiver_url: str
 
     def proxy(self, *extra: str, name: str = "", **kwargs: Any) -> AgentProcess:
         """Start a proxy connected to the module's control plane with the shared agent key."""
         kwargs.setdefault("key", self.agent_key)
-        return self.agents(name or self.uid("edge"), *extra, cp=self.cp, **kwargs)
+        return self.agents(name or self.uid("edge"), "--receivers", self.receiver_url, *extra, cp=self.cp, **kwargs)
 
 
 @pytest.fixture
 def fleet(cp: ControlPlaneProcess, api: Client, shared: Shared, agents: MakeAgent, uid: UidFn) -> Fleet:
-    return Fleet(cp, api, shared.agent_key, shared.tenant, agents, uid)
+    return Fleet(cp, api, shared.agent_key, shared.tenant, agents, uid, shared.receiver_url)
 
 
 @pytest.fixture
