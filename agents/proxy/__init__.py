@@ -1,1 +1,2 @@
-"""The proxy: edge collection. Starts, rebinds and stops a listener per assigned dataset."""
+"""The proxy: edge collection. Inputs per assigned dataset, batching and compression, the disk
+spool and forwarding to receivers."""

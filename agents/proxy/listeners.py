@@ -1,28 +1,30 @@
-"""Listeners of the proxy: one bound socket per dataset, started, rebound and stopped as the
-assigned datasets change, each counting what it receives in its health component.
+"""Listeners of the proxy: one input per assigned dataset, built by the source type's plugin
+(``agents/sources/registry.py``), started, rebound and stopped as the assigned datasets change.
+Each counts what it receives and drops in its health component ``source/<dataset>`` and hands
+its records to the forwarding path (``Sink``) as NDJSON buffers.
 
-Binding is checked during validation, so a port already in use on this host makes the whole
-config FAILED (with the dataset and address named) while the previous listeners keep running.
+Options and binding are checked during validation, so bad options or a port already in use on
+this host make the whole config FAILED (with the dataset and address named) while the previous
+listeners keep running.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import errno
 import logging
 import socket
 from dataclasses import dataclass
-from typing import Any
 
-from agents.runtime.health import Component, HealthBoard
+from agents.proxy.sink import Sink
+from agents.runtime.health import HealthBoard
+from agents.sources import registry
+from agents.sources.plugin import Input, InputContext
 from floe.protocol import transport
 from floe.v1 import datasets_pb2
 
 __all__ = ["ListenerSet", "bind_spec"]
 
 log = logging.getLogger(__name__)
-ST = datasets_pb2.SourceType
 
 
 @dataclass(frozen=True)
@@ -60,50 +62,44 @@ def _probe(spec: BindSpec) -> str | None:
     return None
 
 
-class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, comp: Component) -> None:
-        self.comp = comp
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.comp.events_in += 1
-        self.comp.bytes_in += len(data)
-
-
-class _Tcp(asyncio.Protocol):
-    def __init__(self, comp: Component) -> None:
-        self.comp = comp
-
-    def data_received(self, data: bytes) -> None:
-        self.comp.events_in += data.count(b"\n")
-        self.comp.bytes_in += len(data)
+def _restart_key(ds: datasets_pb2.Dataset) -> tuple[int, BindSpec | None, tuple[tuple[str, str], ...]]:
+    """What a running input depends on: a change in any of it restarts the input."""
+    return ds.source.type, bind_spec(ds), tuple(sorted(ds.source.options.items()))
 
 
 @dataclass
 class _Listener:
-    dataset: datasets_pb2.Dataset
-    spec: BindSpec
-    closer: Any
-    comp: Component
+    ctx: InputContext
+    spec: BindSpec | None
+    key: tuple[int, BindSpec | None, tuple[tuple[str, str], ...]]
+    input: Input
+
+    @property
+    def dataset(self) -> datasets_pb2.Dataset:
+        return self.ctx.dataset
 
 
 class ListenerSet:
-    """The running listeners, keyed by dataset name."""
+    """The running inputs, keyed by dataset name, handing their records to ``sink``."""
 
-    def __init__(self, health: HealthBoard) -> None:
+    def __init__(self, health: HealthBoard, sink: Sink) -> None:
         self._health = health
+        self._sink = sink
         self._running: dict[str, _Listener] = {}
 
     def held(self) -> set[BindSpec]:
-        return {lst.spec for lst in self._running.values()}
+        return {lst.spec for lst in self._running.values() if lst.spec is not None}
 
     def check(self, datasets: list[datasets_pb2.Dataset]) -> list[str]:
-        """Every dataset whose listener could not be started here."""
+        """Every reason a dataset's input could not be started here: bad options, an address
+        wanted twice or already in use on this host."""
         errors = []
         seen: dict[BindSpec, str] = {}
         held = self.held()
         wanted = {spec for ds in datasets if (spec := bind_spec(ds)) is not None}
         released = held - wanted
         for ds in datasets:
+            errors += [f"{ds.name}: options.{key}: {problem}" for key, problem in registry.problems(ds.source)]
             spec = bind_spec(ds)
             if spec is None:
                 continue
@@ -123,19 +119,22 @@ class ListenerSet:
         return errors
 
     async def apply(self, datasets: list[datasets_pb2.Dataset]) -> None:
-        """Switch to ``datasets``' listeners; if one cannot be bound, the previous set is restored."""
-        wanted = {ds.name: ds for ds in datasets if bind_spec(ds) is not None}
-        # Stop listeners that are gone or whose address changed, then start the new ones.
+        """Switch to ``datasets``' inputs; if one cannot be started, the previous set is restored.
+
+        An input whose source (type, address or options) is unchanged keeps running and sees the
+        new dataset; the others are stopped first (releasing their ports), then the new ones start.
+        """
+        wanted = {ds.name: ds for ds in datasets if registry.plugin(ds.source.type) is not None}
         stopped: list[_Listener] = []
         kept: list[tuple[_Listener, datasets_pb2.Dataset]] = []
         for name, lst in list(self._running.items()):
             ds = wanted.get(name)
-            if ds is None or bind_spec(ds) != lst.spec:
+            if ds is None or _restart_key(ds) != lst.key:
                 stopped.append(lst)
                 await self._stop(name)
             else:
                 kept.append((lst, lst.dataset))
-                lst.dataset = ds
+                lst.ctx.dataset = ds
         started: list[str] = []
         try:
             for name, ds in wanted.items():
@@ -146,45 +145,43 @@ class ListenerSet:
             for name in started:
                 await self._stop(name)
             for lst, previous in kept:
-                lst.dataset = previous
+                lst.ctx.dataset = previous
             for lst in stopped:
                 try:
                     await self._start(lst.dataset)
-                except OSError:
+                except Exception:
                     log.exception("Could not restore a listener", extra={"dataset": lst.dataset.name})
             raise
 
     async def _start(self, ds: datasets_pb2.Dataset) -> None:
+        found = registry.plugin(ds.source.type)
+        assert found is not None
         spec = bind_spec(ds)
-        assert spec is not None
-        loop = asyncio.get_running_loop()
-        comp = self._health.component(
-            f"source/{ds.name}", "source." + ST.Name(ds.source.type).removeprefix("SOURCE_TYPE_").lower()
-        )
+        comp = self._health.component(f"source/{ds.name}", f"source.{found.name}")
+        comp.message = f"listening on {spec}" if spec is not None else ""
+        ctx = InputContext(ds, found.parse(ds.source.options), comp, self._sink)
+        running = found.build(ctx)
         try:
-            if spec.transport == "udp":
-                transport, _ = await loop.create_datagram_endpoint(
-                    lambda: _Udp(comp), local_addr=(spec.host, spec.port)
-                )
-                closer: Any = transport
-            else:
-                closer = await loop.create_server(lambda: _Tcp(comp), spec.host, spec.port, reuse_address=True)
+            await running.start()
         except OSError as exc:
             self._health.remove(f"source/{ds.name}")
             raise OSError(exc.errno, f"{ds.name}: {spec} cannot be bound: {exc.strerror or exc}") from exc
-        comp.message = f"listening on {spec}"
-        self._running[ds.name] = _Listener(ds, spec, closer, comp)
-        log.info("Listener started", extra={"dataset": ds.name, "address": str(spec)})
+        except Exception:
+            self._health.remove(f"source/{ds.name}")
+            raise
+        self._running[ds.name] = _Listener(ctx, spec, _restart_key(ds), running)
+        log.info("Listener started", extra={"dataset": ds.name, "address": str(spec or found.name)})
 
     async def _stop(self, name: str) -> None:
         lst = self._running.pop(name)
-        lst.closer.close()
-        if isinstance(lst.closer, asyncio.base_events.Server):
-            with contextlib.suppress(Exception):
-                await lst.closer.wait_closed()
+        try:
+            await lst.input.stop()
+        except Exception:
+            log.exception("A listener did not stop cleanly", extra={"dataset": name})
         self._health.remove(f"source/{name}")
-        log.info("Listener stopped", extra={"dataset": name, "address": str(lst.spec)})
+        log.info("Listener stopped", extra={"dataset": name, "address": str(lst.spec or "")})
 
     async def close(self) -> None:
+        """Stop every input (what each already received is handed to the sink first)."""
         for name in list(self._running):
             await self._stop(name)

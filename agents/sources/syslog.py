@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "SCHEMA",
     "SyslogFramer",
+    "as_text",
     "format_counts",
     "parse_syslog",
 ]
@@ -96,7 +97,7 @@ def parse_syslog(
     RFC 3164 timestamps carry no zone and are read as UTC. Invalid UTF-8 is replaced with U+FFFD.
     """
     n = len(lines)
-    text = _as_text(lines)
+    text = as_text(lines)
     text = pc.replace_substring_regex(text, pattern=_TRAILING_NEWLINE, replacement="", max_replacements=1)
     received = _received(received_at, n)
 
@@ -149,7 +150,7 @@ def _array(value: Any) -> pa.Array:
     return value.combine_chunks() if isinstance(value, pa.ChunkedArray) else value
 
 
-def _as_text(lines: pa.Array | pa.ChunkedArray) -> pa.Array:
+def as_text(lines: pa.Array | pa.ChunkedArray) -> pa.Array:
     """``lines`` as a string array with invalid UTF-8 replaced and nulls as empty strings."""
     arr = _array(lines)
     if pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type):

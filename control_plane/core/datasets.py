@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
+from agents.sources.registry import problems as source_option_problems
 from agents.transforms.spec import validate_transformations
 from control_plane.core.errors import FieldViolation
 from control_plane.core.names import check_id
@@ -17,17 +18,6 @@ __all__ = ["DATA_HINTS", "apply_defaults", "port_conflicts", "transport", "valid
 
 ST = datasets_pb2.SourceType
 DATA_HINTS = frozenset({"syslog", "ndjson", "text", "csv", "tsv", "cef", "kv", "sflow", "ipfix", "netflow"})
-_OPTIONS = {
-    ST.SOURCE_TYPE_NATS: {"url", "subject", "queue_group", "credentials_file"},
-    ST.SOURCE_TYPE_HTTP: {"max_payload_bytes", "bearer_token", "path"},
-    ST.SOURCE_TYPE_SYSLOG_TCP: {"framing", "max_message_bytes"},
-    ST.SOURCE_TYPE_RAW_TCP: {"max_message_bytes"},
-    ST.SOURCE_TYPE_SYSLOG_UDP: {"recv_buffer_bytes"},
-    ST.SOURCE_TYPE_RAW_UDP: {"recv_buffer_bytes"},
-    ST.SOURCE_TYPE_SFLOW: {"recv_buffer_bytes"},
-    ST.SOURCE_TYPE_IPFIX: {"recv_buffer_bytes", "template_timeout"},
-    ST.SOURCE_TYPE_NETFLOW: {"recv_buffer_bytes", "template_timeout"},
-}
 _MAX_RETENTION_S = 100 * 365 * 86400
 
 
@@ -66,26 +56,11 @@ def validate_dataset(ds: datasets_pb2.Dataset, prefix: str = "dataset") -> list[
             ipaddress.ip_address(src.bind_host)
         except ValueError:
             out.append(FieldViolation(f"{prefix}.source.bind_host", f"{src.bind_host!r} is not an IP address"))
-    elif src.type == ST.SOURCE_TYPE_NATS:
-        if src.port:
-            out.append(FieldViolation(f"{prefix}.source.port", "must be unset for NATS; put the URL in options.url"))
-        if not src.options.get("subject"):
-            out.append(FieldViolation(f"{prefix}.source.options.subject", "is required for NATS"))
-        url = src.options.get("url", "nats://127.0.0.1:4222")
-        if not url.startswith(("nats://", "tls://")):
-            out.append(FieldViolation(f"{prefix}.source.options.url", f"{url!r} is not a nats:// or tls:// URL"))
-    known = _OPTIONS.get(src.type, set())
-    for key in sorted(src.options):
-        if key not in known:
-            allowed = ", ".join(sorted(known)) or "none"
-            out.append(FieldViolation(f"{prefix}.source.options.{key}", f"is not an option of this source ({allowed})"))
-    for key in ("max_payload_bytes", "max_message_bytes", "recv_buffer_bytes"):
-        # isdigit() alone accepts '²' and other digits int() cannot parse on the agent.
-        if key in src.options and not (src.options[key].isascii() and src.options[key].isdigit()):
-            out.append(FieldViolation(f"{prefix}.source.options.{key}", "must be a whole number of bytes"))
-    framing = src.options.get("framing")
-    if framing is not None and framing not in ("auto", "newline", "octet_counting"):
-        out.append(FieldViolation(f"{prefix}.source.options.framing", "must be auto, newline or octet_counting"))
+    elif src.type == ST.SOURCE_TYPE_NATS and src.port:
+        out.append(FieldViolation(f"{prefix}.source.port", "must be unset for NATS; put the URL in options.url"))
+    # The input plugin's own schema: the proxy parses the options with the very same one.
+    for key, problem in source_option_problems(src):
+        out.append(FieldViolation(f"{prefix}.source.options.{key}", problem))
     if ds.data_hint and ds.data_hint not in DATA_HINTS:
         out.append(
             FieldViolation(f"{prefix}.data_hint", f"{ds.data_hint!r} is not one of {', '.join(sorted(DATA_HINTS))}")
