@@ -191,6 +191,7 @@ class AgentRunner:
             capabilities=["config_ack", "health", "commands", *self.role.config_types],
             api_address=self.api_address,
             hostname=socket.gethostname(),
+            endpoints=self.role.endpoints(),
         )
         for config_type, state in sorted(self.states.items()):
             hello.applied.append(state.to_proto(config_type))
@@ -276,10 +277,8 @@ class AgentRunner:
         server: Any = site._server
         bound = server.sockets[0].getsockname()[1] if server is not None and server.sockets else port
         self.api_address = f"{host}:{bound}"
-        # A role may listen on more ports (the receiver's webhook): ``role.addresses()`` adds them.
-        extra = getattr(self.role, "addresses", None)
         info = {
-            **(extra() if extra is not None else {}),
+            **self.role.addresses(),
             "api": self.api_address,
             "pid": os.getpid(),
             "name": self.name,

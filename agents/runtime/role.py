@@ -35,5 +35,12 @@ class Role(Protocol):
     def routes(self, app: web.Application) -> None:
         """Add role-specific routes to the API port."""
 
+    def addresses(self) -> dict[str, str]:
+        """Ports beyond the API port (e.g. the receiver's ``webhook``), for ``agent.json``."""
+
+    def endpoints(self) -> dict[str, str]:
+        """What the control plane is told in the hello (``AgentHello.endpoints``): the addresses,
+        plus anything only it may know (the query agent's forwarding secret)."""
+
     async def stop(self) -> None:
         """Flush and stop."""

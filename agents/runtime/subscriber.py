@@ -64,5 +64,11 @@ class SubscriberRole:
     def routes(self, app: web.Application) -> None:
         return None
 
+    def addresses(self) -> dict[str, str]:
+        return {}
+
+    def endpoints(self) -> dict[str, str]:
+        return self.addresses()
+
     async def stop(self) -> None:
         return None

@@ -1,0 +1,1 @@
+"""The query agent: DuckDB SQL over a tenant's Parquet, served over gRPC (``floe.v1.QueryService``)."""

@@ -1,0 +1,432 @@
+"""Runs queries: files from the catalog, a locked-down ``Session``, the guard, the limits, and the
+stream of responses (header, Arrow IPC or JSON chunks, summary).
+
+DuckDB work runs on the engine's worker threads (DuckDB releases the GIL), at most
+``max_concurrent`` queries at once; the event loop only moves finished batches to gRPC. The
+statement timeout is a timer that calls DuckDB's ``interrupt()``; the memory limit is DuckDB's
+own ``memory_limit``. Results past ``max_rows`` are cut and the summary says so (truncated, with
+the reason) rather than failing the query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+import grpc
+import pyarrow as pa
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
+
+from agents.packer.schema import unified_schema
+from agents.query.catalog import ParquetFile, TimeRange, list_files, prune, resolve_range
+from agents.query.errors import QueryError
+from agents.query.guard import CheckedSQL, check_sql
+from agents.query.llm import QuestionWriter
+from agents.query.session import Limits, Session
+from agents.runtime.health import Component
+from agents.runtime.layout import parquet_prefix
+from agents.runtime.objectstore import LocalStore, ObjectStore, S3Store
+from floe.v1 import query_pb2
+
+__all__ = ["Engine", "QueryJob"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_BATCH_ROWS = 64 * 1024
+#: Arrow chunks are cut to about this size, well under gRPC's default 4 MiB message limit.
+_CHUNK_BYTES = 1 << 20
+_JSON_CHUNK_ROWS = 500
+#: Fresh databases kept ready for the next queries.
+_SPARES = 2
+#: File sets whose column types are remembered.
+_TYPE_CACHE = 1024
+_MAX_SAFE_INT = 2**53
+_PARTITION_SCHEMA = pa.schema([(n, pa.string()) for n in ("year", "month", "day", "hour")])
+
+
+@dataclass(frozen=True)
+class QueryJob:
+    """One ExecuteQuery call, validated by the server."""
+
+    tenant: str
+    dataset: str
+    sql: str
+    question: str
+    start: datetime | None
+    end: datetime | None
+    max_rows: int
+    json: bool
+
+
+def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    out = timestamp_pb2.Timestamp()
+    out.FromDatetime(value)
+    return out
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return value if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    return str(value)
+
+
+def json_rows(batch: pa.RecordBatch) -> list[struct_pb2.Struct]:
+    """One Struct per row (JSON output is for small results: grpcurl and the dashboard)."""
+    out = []
+    for row in batch.to_pylist():
+        s = struct_pb2.Struct()
+        s.update({k: _json_value(v) for k, v in row.items()})
+        out.append(s)
+    return out
+
+
+def arrow_chunks(batch: pa.RecordBatch) -> list[bytes]:
+    """``batch`` as self-contained Arrow IPC streams of about ``_CHUNK_BYTES`` each."""
+    if batch.num_rows == 0:
+        return []
+    per_row = max(1, batch.nbytes // batch.num_rows)
+    step = max(1, _CHUNK_BYTES // per_row)
+    out = []
+    for offset in range(0, batch.num_rows, step):
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batch.schema) as writer:
+            writer.write_batch(batch.slice(offset, step))
+        out.append(sink.getvalue().to_pybytes())
+    return out
+
+
+def _duckdb_error(exc: duckdb.Error, timed_out: bool, limits: Limits) -> QueryError:
+    """A DuckDB failure as a status a person can act on."""
+    code = grpc.StatusCode
+    if isinstance(exc, duckdb.InterruptException) and timed_out:
+        return QueryError(
+            code.RESOURCE_EXHAUSTED,
+            f"The query ran longer than the statement_timeout limit of {limits.statement_timeout:g}s and was "
+            "stopped; narrow the time range or simplify the query.",
+            "STATEMENT_TIMEOUT",
+            {"limit": "statement_timeout"},
+        )
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return QueryError(
+            code.RESOURCE_EXHAUSTED,
+            f"The query needs more than the memory_limit of {limits.memory_limit}; aggregate more or narrow the "
+            "time range.",
+            "MEMORY_LIMIT",
+            {"limit": "memory_limit"},
+        )
+    if isinstance(exc, duckdb.PermissionException):
+        return QueryError(code.PERMISSION_DENIED, f"Refused by the query sandbox: {exc}", "QUERY_NOT_ALLOWED")
+    if isinstance(exc, duckdb.IOException | duckdb.HTTPException):
+        return QueryError(code.UNAVAILABLE, f"Reading the dataset's files failed; retry: {exc}", "STORE_UNAVAILABLE")
+    if isinstance(exc, duckdb.InterruptException):
+        return QueryError(code.CANCELLED, "The query was cancelled.", "CANCELLED")
+    return QueryError(code.INVALID_ARGUMENT, f"sql: {exc}", "SQL_ERROR", {"field": "sql"})
+
+
+class Engine:
+    """Answers queries over one Parquet store. ``close`` when done."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        limits: Limits,
+        spill_dir: Path,
+        writer: QuestionWriter | None,
+        health: Component | None = None,
+    ) -> None:
+        self.store = store
+        self.limits = limits
+        self.writer = writer
+        self._spill_dir = spill_dir
+        self._slots = asyncio.Semaphore(limits.max_concurrent)
+        self._pool = ThreadPoolExecutor(max_workers=limits.max_concurrent + 1, thread_name_prefix="query")
+        self._footers: dict[tuple[str, str], pa.Schema] = {}
+        self._types: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+        self._spares: queue.Queue[Session] = queue.Queue()
+        self._s3fs: Any = None
+        #: Queries (events_in), rows sent (events_out), Parquet bytes read (bytes_in), failures
+        #: (errors) and refusals by reason (dropped), for the agent's health report.
+        self.health = health or Component("query", "query")
+
+    def _failed(self, err: QueryError) -> QueryError:
+        if err.code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT):
+            self.health.drop(err.reason.lower())
+        else:
+            self.health.errors += 1
+        return err
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        while not self._spares.empty():
+            self._spares.get_nowait().close()
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    # -- files -------------------------------------------------------------------------------
+
+    async def files(self, tenant: str, dataset: str) -> list[ParquetFile]:
+        return await list_files(self.store, tenant, dataset)
+
+    def _filesystem(self) -> Any:
+        """pyarrow's S3 filesystem for the S3 store (credentials from the same environment chain)."""
+        if self._s3fs is None:
+            from pyarrow import fs
+
+            assert isinstance(self.store, S3Store)
+            s = self.store.settings
+            kwargs: dict[str, Any] = {"region": s.region}
+            if s.endpoint_url:
+                scheme, _, host = s.endpoint_url.partition("://")
+                kwargs |= {"endpoint_override": host.rstrip("/"), "scheme": scheme}
+            if s.access_key_id:
+                kwargs |= {"access_key": s.access_key_id, "secret_key": s.secret_access_key}
+            self._s3fs = fs.S3FileSystem(**kwargs)
+        return self._s3fs
+
+    def _s3_path(self, key: str) -> str:
+        assert isinstance(self.store, S3Store)
+        prefix = self.store.settings.prefix.strip("/")
+        return f"{self.store.settings.bucket}/{prefix + '/' if prefix else ''}{key}"
+
+    def _arrow_dataset(self, tenant: str, dataset: str, files: list[ParquetFile]) -> Any:
+        """A pyarrow dataset over S3 files, its schema the union of their footers (cached)."""
+        import pyarrow.dataset as ds
+        import pyarrow.parquet as pq
+
+        fs = self._filesystem()
+        schemas = []
+        for f in files:
+            cached = self._footers.get((f.key, f.etag))
+            if cached is None:
+                cached = self._footers[(f.key, f.etag)] = pq.read_schema(self._s3_path(f.key), filesystem=fs)
+            schemas.append(cached)
+        data = unified_schema(schemas)
+        schema = pa.schema([*[x for x in data if x.name not in _PARTITION_SCHEMA.names], *_PARTITION_SCHEMA])
+        base = self._s3_path(parquet_prefix(tenant, dataset)).rstrip("/")
+        return ds.dataset(
+            [self._s3_path(f.key) for f in files],
+            schema=schema,
+            format="parquet",
+            filesystem=fs,
+            partitioning=ds.partitioning(_PARTITION_SCHEMA, flavor="hive"),
+            partition_base_dir=base,
+        )
+
+    def _new_session(self) -> Session:
+        """A fresh database: a spare made ahead of time when there is one (a new DuckDB database
+        costs ~12 ms, most of a small query), never one that served another query."""
+        try:
+            session = self._spares.get_nowait()
+        except queue.Empty:
+            session = Session(self.limits, self._spill_dir)
+        self._pool.submit(self._make_spare)
+        return session
+
+    def _make_spare(self) -> None:
+        if self._spares.qsize() < _SPARES:
+            self._spares.put(Session(self.limits, self._spill_dir))
+
+    def _open(
+        self, tenant: str, dataset: str, files: list[ParquetFile], chosen: list[ParquetFile], when: TimeRange
+    ) -> Session:
+        """A session with the dataset's view; ``chosen`` empty gives the columns and no rows."""
+        session = self._new_session()
+        try:
+            use = chosen or files[-1:]
+            if isinstance(self.store, LocalStore):
+                directory = self.store.root / parquet_prefix(tenant, dataset)
+                paths = [self.store.root / f.key for f in use]
+                key = tuple((f.key, f.etag) for f in use)
+                session.attach_local(dataset, directory, paths, when, empty=not chosen, types=self._types.get(key))
+                if key not in self._types:
+                    if len(self._types) >= _TYPE_CACHE:
+                        self._types.clear()
+                    self._types[key] = session.types
+            else:
+                session.attach_arrow(dataset, self._arrow_dataset(tenant, dataset, use), when, empty=not chosen)
+        except BaseException:
+            session.close()
+            raise
+        return session
+
+    async def _files_or_fail(self, tenant: str, dataset: str) -> list[ParquetFile]:
+        files = await self.files(tenant, dataset)
+        if not files:
+            raise QueryError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"tenants/{tenant}/datasets/{dataset} has no Parquet files yet; data becomes queryable once a "
+                "packer writes it.",
+                "NO_DATA",
+            )
+        return files
+
+    # -- calls -------------------------------------------------------------------------------
+
+    async def schema(self, tenant: str, dataset: str) -> list[tuple[str, str]]:
+        files = await self._files_or_fail(tenant, dataset)
+        async with self._slots:
+            session = await self._run(self._open, tenant, dataset, files, files, TimeRange(None, None))
+            self._pool.submit(session.close)
+        return session.columns
+
+    async def execute(self, job: QueryJob) -> AsyncIterator[query_pb2.ExecuteQueryResponse]:
+        """The responses of one query; raises ``QueryError`` (before or during the stream)."""
+        started = time.perf_counter()
+        when = resolve_range(job.start, job.end, datetime.now(UTC), self.limits.max_time_range)
+        files = await self._files_or_fail(job.tenant, job.dataset)
+        chosen = prune(files, when)
+        max_rows = min(job.max_rows, self.limits.max_rows) if job.max_rows > 0 else self.limits.max_rows
+        self.health.events_in += 1
+        async with self._slots:
+            try:
+                session = await self._run(self._open, job.tenant, job.dataset, files, chosen, when)
+            except duckdb.Error as exc:
+                raise self._failed(_duckdb_error(exc, False, self.limits)) from None
+            fired = threading.Event()
+
+            def expire() -> None:
+                fired.set()
+                session.interrupt()
+
+            timer = threading.Timer(self.limits.statement_timeout, expire)
+            timer.daemon = True
+            timer.start()
+            try:
+                sql = job.sql
+                if job.question:
+                    assert self.writer is not None
+                    sql = await self.writer.write_sql(job.question, job.dataset, session.columns)
+                checked: CheckedSQL = await self._run(
+                    lambda: check_sql(session.con, sql, job.dataset, allow_order_by=self.limits.allow_order_by)
+                )
+                columns, reader = await self._run(session.start, checked.sql, _BATCH_ROWS)
+                header = query_pb2.QueryHeader(
+                    columns=[query_pb2.Column(name=n, type=t) for n, t in columns],
+                    sql=checked.sql,
+                    start_time=_ts(when.start),
+                    end_time=_ts(when.end),
+                    files=len(chosen),
+                    arrow_schema=reader.schema.serialize().to_pybytes(),
+                    notes=session.notes,
+                )
+                yield query_pb2.ExecuteQueryResponse(header=header)
+                rows = 0
+                truncated = False
+                while True:
+                    batch = await self._run(_next_batch, reader)
+                    if batch is None:
+                        break
+                    if rows >= max_rows:
+                        # Read one batch past the limit so "truncated" is only said when rows were left out.
+                        truncated = batch.num_rows > 0
+                        if truncated:
+                            break
+                        continue
+                    if rows + batch.num_rows > max_rows:
+                        batch = batch.slice(0, max_rows - rows)
+                        truncated = True
+                    rows += batch.num_rows
+                    if job.json:
+                        for offset in range(0, batch.num_rows, _JSON_CHUNK_ROWS):
+                            part = json_rows(batch.slice(offset, _JSON_CHUNK_ROWS))
+                            yield query_pb2.ExecuteQueryResponse(chunk=query_pb2.ResultChunk(rows=part))
+                    else:
+                        for data in arrow_chunks(batch):
+                            yield query_pb2.ExecuteQueryResponse(chunk=query_pb2.ResultChunk(arrow_ipc=data))
+                    if truncated:
+                        break
+            except duckdb.Error as exc:
+                raise self._failed(_duckdb_error(exc, fired.is_set(), self.limits)) from None
+            except QueryError as exc:
+                raise self._failed(exc) from None
+            finally:
+                timer.cancel()
+                session.interrupt()  # a cancelled stream stops the statement at once
+                self._pool.submit(session.close)
+        elapsed = duration_pb2.Duration()
+        elapsed.FromNanoseconds(int((time.perf_counter() - started) * 1e9))
+        scanned = sum(f.size for f in chosen)
+        self.health.events_out += rows
+        self.health.bytes_in += scanned
+        self.health.last_flush = time.time()
+        reason = ""
+        if truncated:
+            which = "the request's max_rows" if max_rows < self.limits.max_rows else "the max_rows limit"
+            reason = f"Results were cut at {max_rows} rows ({which})."
+        summary = query_pb2.QuerySummary(
+            row_count=rows,
+            bytes_scanned=scanned,
+            elapsed=elapsed,
+            truncated=truncated,
+            truncated_reason=reason,
+            files_scanned=len(chosen),
+        )
+        log.info(
+            "Query finished",
+            extra={
+                "dataset": f"tenants/{job.tenant}/datasets/{job.dataset}",
+                "rows": rows,
+                "files": len(chosen),
+                "bytes_scanned": scanned,
+                "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
+                "truncated": truncated,
+            },
+        )
+        yield query_pb2.ExecuteQueryResponse(summary=summary)
+
+    async def datasets(self, tenant: str, names: list[str]) -> list[query_pb2.QueryableDataset]:
+        out = []
+        for dataset in names:
+            files = await self.files(tenant, dataset)
+            if not files:
+                continue
+            out.append(
+                query_pb2.QueryableDataset(
+                    name=f"tenants/{tenant}/datasets/{dataset}",
+                    files=len(files),
+                    bytes=sum(f.size for f in files),
+                    start_time=_ts(min(f.hour for f in files)),
+                    end_time=_ts(max(f.hour for f in files) + timedelta(hours=1)),
+                )
+            )
+        return out
+
+
+def _next_batch(reader: pa.RecordBatchReader) -> pa.RecordBatch | None:
+    with contextlib.suppress(StopIteration):
+        return reader.read_next_batch()
+    return None

@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""Benchmark: the query service against plain DuckDB on the same Parquet files and SQL.
+
+Generates ``--rows`` syslog-like records (default 5M) as zstd Parquet in the packer's Hive
+layout over ``--hours`` hours, then times four queries — count(*), a group-by, a time-range
+top-N and a text search (``message LIKE '%...%'``) — three ways, ``--repeat`` times each:
+
+- ``duckdb``: plain DuckDB, ``read_parquet`` over the dataset's glob, result fetched as Arrow;
+- ``engine``: the query agent's engine in this process (guard, locked-down session, pruning,
+  Arrow IPC chunks), no gRPC;
+- ``service``: a real control plane and ``floe agent query`` process, called through the
+  control plane with the SDK (two gRPC hops, authorization, forwarding signature).
+
+Prints the median and range in ms, rows/s (rows in the files the query covers / median time)
+and the ratio to DuckDB. Target (issue 7): service <= 1.15x DuckDB. Both sides use the same
+number of DuckDB threads (``--threads``).
+
+    python scripts/bench/query.py
+    python scripts/bench/query.py --rows 1000000 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from agents.query.engine import Engine, QueryJob
+from agents.query.session import Limits
+from agents.runtime.layout import parquet_key
+from agents.runtime.objectstore import LocalStore
+from scripts.bench._common import Server
+
+TENANT, DATASET = "bench", "syslog"
+BASE = datetime(2024, 5, 1, tzinfo=UTC)
+WORDS = np.array(
+    [
+        "accepted", "failed", "password", "session", "opened", "closed", "connection", "timeout",
+        "error", "user", "root", "from", "port", "disk", "full",
+    ]
+)  # fmt: skip
+QUERIES = {
+    "count": ("SELECT count(*) AS n FROM syslog", None),
+    "group-by": ("SELECT host, count(*) AS n, max(severity) AS worst FROM syslog GROUP BY host", None),
+    "range-top-n": (
+        "SELECT timestamp, host, message FROM syslog ORDER BY timestamp DESC LIMIT 100",
+        (BASE + timedelta(hours=2), BASE + timedelta(hours=4)),
+    ),
+    "text-search": ("SELECT count(*) AS n FROM syslog WHERE message LIKE '%timeout error%'", None),
+}
+
+
+def generate(root: Path, rows: int, hours: int) -> int:
+    rng = np.random.default_rng(7)
+    hosts = np.array([f"host-{i:03d}" for i in range(200)])
+    apps = np.array(["sshd", "cron", "kernel", "nginx", "postfix", "systemd", "sudo", "dhclient"])
+    per = rows // hours
+    for h in range(hours):
+        start = int((BASE + timedelta(hours=h)).timestamp() * 1e6)
+        ts = start + np.sort(rng.integers(0, 3_600_000_000, per))
+        w = WORDS[rng.integers(0, len(WORDS), (per, 4))]
+        message = np.char.add(np.char.add(np.char.add(w[:, 0], " "), np.char.add(w[:, 1], " ")), w[:, 2])
+        table = pa.table(
+            {
+                "timestamp": pa.array(ts, pa.timestamp("us", tz="UTC")),
+                "host": hosts[rng.integers(0, len(hosts), per)],
+                "app": apps[rng.integers(0, len(apps), per)],
+                "severity": rng.integers(0, 8, per).astype(np.int64),
+                "facility": rng.integers(0, 24, per).astype(np.int64),
+                "message": message,
+            }
+        )
+        path = root / parquet_key(TENANT, DATASET, (BASE + timedelta(hours=h)).strftime("%Y%m%d%H"), f"{h:04d}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, path, compression="zstd", row_group_size=512 * 1024)
+    return per * hours
+
+
+def timed(fn: Callable[[], object], repeat: int) -> list[float]:
+    fn()  # warm the page cache and footers once
+    out = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def plain_duckdb(root: Path, threads: int) -> Callable[[str, tuple[datetime, datetime] | None], object]:
+    glob = str(root / TENANT / DATASET / "data/parquet/**/*.parquet")
+    con = duckdb.connect(config={"threads": threads})
+    src = f"read_parquet('{glob}', hive_partitioning=true, hive_types_autocast=false, union_by_name=true)"
+
+    def run(sql: str, window: tuple[datetime, datetime] | None) -> object:
+        view = src
+        if window is not None:
+            view = (
+                f"(SELECT * FROM {src} WHERE timestamp >= '{window[0].isoformat()}'::TIMESTAMPTZ "  # noqa: S608
+                f"AND timestamp < '{window[1].isoformat()}'::TIMESTAMPTZ)"
+            )
+        return con.sql(sql.replace("FROM syslog", f"FROM {view} AS syslog")).to_arrow_table()
+
+    return run
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=5_000_000)
+    ap.add_argument("--hours", type=int, default=8)
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--keep", type=Path, default=None, help="reuse/keep data in this directory")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="floe-bench-query-"))
+    data = args.keep or work / "parquet"
+    try:
+        if not (data / TENANT).exists():
+            t = time.perf_counter()
+            total = generate(data, args.rows, args.hours)
+            print(f"generated {total:,} rows in {args.hours} hourly files in {time.perf_counter() - t:.1f}s")
+        total = sum(pq.ParquetFile(p).metadata.num_rows for p in data.rglob("*.parquet"))
+        covered = {name: total if w is None else total * 2 // args.hours for name, (_, w) in QUERIES.items()}
+        results: dict[str, dict[str, list[float]]] = {name: {} for name in QUERIES}
+
+        baseline = plain_duckdb(data, args.threads)
+        for name, (sql, window) in QUERIES.items():
+            results[name]["duckdb"] = timed(functools.partial(baseline, sql, window), args.repeat)
+
+        limits = Limits(0, 10_000_000, True, 600.0, "4GiB", args.threads, 1)
+        engine = Engine(LocalStore(data), limits, work / "spill", None)
+        loop = asyncio.new_event_loop()
+
+        def via_engine(sql: str, window: tuple[datetime, datetime] | None) -> object:
+            job = QueryJob(TENANT, DATASET, sql, "", window[0] if window else None, window[1] if window else None,
+                           0, False)  # fmt: skip
+
+            async def drain() -> int:
+                size = 0
+                async for response in engine.execute(job):
+                    size += len(response.chunk.arrow_ipc)
+                return size
+
+            return loop.run_until_complete(drain())
+
+        for name, (sql, window) in QUERIES.items():
+            results[name]["engine"] = timed(functools.partial(via_engine, sql, window), args.repeat)
+        loop.run_until_complete(engine.close())
+        loop.close()
+
+        results = service_runs(work, data, args, results)
+        print(f"\n{total:,} rows, {args.threads} DuckDB threads, median of {args.repeat} (range) in ms\n")
+        print(f"{'query':<12} {'path':<8} {'median':>8} {'range':>17} {'rows/s':>14} {'vs duckdb':>9}")
+        for name, by_path in results.items():
+            base = statistics.median(by_path["duckdb"])
+            for path, times in by_path.items():
+                med = statistics.median(times)
+                spread = f"{min(times) * 1e3:.1f}-{max(times) * 1e3:.1f}"
+                rate = covered[name] / med
+                print(f"{name:<12} {path:<8} {med * 1e3:8.1f} {spread:>17} {rate:14,.0f} {med / base:8.2f}x")
+        return 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def service_runs(
+    work: Path, data: Path, args: argparse.Namespace, results: dict[str, dict[str, list[float]]]
+) -> dict[str, dict[str, list[float]]]:
+    import subprocess
+
+    from floe import Client
+    from floe.v1 import common_pb2, datasets_pb2, keys_pb2
+
+    server = Server(work / "cp", ["--agent-heartbeat-interval", "2s"])
+    server.start()
+    agent = None
+    try:
+        with Client(server.grpc, api_key=server.admin_key, retries=0, timeout=600) as admin:
+            admin.tenants.create(TENANT)
+            source = datasets_pb2.Source(type=datasets_pb2.SOURCE_TYPE_SYSLOG_UDP, port=5514)
+            admin.datasets.create(TENANT, DATASET, datasets_pb2.Dataset(source=source))
+            _, key = admin.keys.create(common_pb2.ROLE_AGENT, kind=keys_pb2.KEY_KIND_SERVICE)
+            key_file = work / "agent.key"
+            key_file.write_text(key)
+            argv = [
+                sys.executable, "-m", "floe.cli", "agent", "query",
+                "--agent-name", "bench-query", "--data-dir", str(work / "agents"),
+                "--api-listen", "127.0.0.1:0", "--query-grpc-listen", "127.0.0.1:0",
+                "--control-url", server.grpc, "--api-key-file", str(key_file),
+                "--parquet-store", str(data), "--log-level", "warning",
+                "--query-max-time-range", "0", "--query-max-rows", "10000000",
+                "--query-threads", str(args.threads), "--query-memory-limit", "4GiB",
+            ]  # fmt: skip
+            agent = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=(work / "agent.log").open("wb"))
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    admin.query.execute("SELECT 1 AS x FROM syslog LIMIT 1", dataset=f"{TENANT}/{DATASET}")
+                    break
+                except Exception:
+                    if time.monotonic() > deadline or agent.poll() is not None:
+                        raise
+                    time.sleep(0.2)
+            for name, (sql, window) in QUERIES.items():
+
+                def call(s: str = sql, w: tuple[datetime, datetime] | None = window) -> object:
+                    return admin.query.execute(
+                        s, dataset=f"{TENANT}/{DATASET}", start=w[0] if w else None, end=w[1] if w else None
+                    )
+
+                results[name]["service"] = timed(call, args.repeat)
+    finally:
+        if agent is not None:
+            agent.terminate()
+            agent.wait(15)
+        server.stop()
+    return results
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
