@@ -15,7 +15,7 @@ from control_plane.core.keys import key_ends_ns, key_valid_at
 from control_plane.core.resources import from_record
 from control_plane.store import Record, Store
 from floe.protocol import CONFIG_TYPES
-from floe.v1 import agent_pb2, common_pb2, datasets_pb2, keys_pb2, tenants_pb2
+from floe.v1 import agent_pb2, common_pb2, datasets_pb2, exports_pb2, keys_pb2, tenants_pb2
 
 __all__ = [
     "CONFIG_TYPES",
@@ -47,6 +47,7 @@ class Snapshot:
     tenants: tuple[tenants_pb2.Tenant, ...]
     datasets: tuple[datasets_pb2.Dataset, ...]
     credentials: tuple[agent_pb2.IngestCredential, ...] = ()
+    exports: tuple[exports_pb2.ExportJob, ...] = ()
 
 
 async def _all(store: Store, collection: str) -> list[Record]:
@@ -70,7 +71,11 @@ async def load_snapshot(store: Store) -> Snapshot:
     for t in tenants:
         t.ClearField("update_time")
         t.ClearField("etag")
-    return Snapshot(tuple(tenants), tuple(datasets), tuple(await _ingest_credentials(store)))
+    exports = [from_record(r, exports_pb2.ExportJob) for r in await _all(store, "exports")]
+    for job in exports:
+        job.ClearField("update_time")
+        job.ClearField("etag")
+    return Snapshot(tuple(tenants), tuple(datasets), tuple(await _ingest_credentials(store)), tuple(exports))
 
 
 #: Roles whose keys may write to receivers.
@@ -161,6 +166,13 @@ def desired_configs(ident: AgentIdentity, snap: Snapshot) -> dict[str, agent_pb2
             # A tenant-bound receiver only learns its own tenant's keys.
             update.tenants.credentials.extend(
                 c for c in snap.credentials if ident.tenant is None or c.tenant == f"tenants/{ident.tenant}"
+            )
+        elif config_type == "exports":
+            # Every job of the agent's active tenants whose dataset exists; a connector runs those
+            # assigned to its name and claims unassigned ones through work leases.
+            names = {ds.name for ds in snap.datasets}
+            update.exports.jobs.extend(
+                job for job in snap.exports if _tenant_of(job.name) in active_tenants and job.dataset in names
             )
         update.version = version_of(update)
         out[config_type] = update

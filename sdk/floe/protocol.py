@@ -42,7 +42,7 @@ CONFIG_TYPES: dict[int, tuple[str, ...]] = {
     _K.AGENT_KIND_PIPER: ("datasets",),
     _K.AGENT_KIND_PACKER: ("datasets",),
     _K.AGENT_KIND_QUERY: ("datasets",),
-    _K.AGENT_KIND_CONNECTOR: ("datasets",),
+    _K.AGENT_KIND_CONNECTOR: ("datasets", "exports"),
 }
 
 _UDP = frozenset(
