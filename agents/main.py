@@ -41,6 +41,14 @@ def build_role(kind: str, settings: AgentSettings) -> Role:
         from agents.packer.role import PackerRole
 
         return PackerRole(settings)
+    if kind == "query":
+        from agents.query.role import QueryRole
+
+        return QueryRole(settings)
+    if kind == "connector":
+        from agents.connector.role import ConnectorRole
+
+        return ConnectorRole(settings)
     return SubscriberRole(KIND_ENUM[kind])
 
 

@@ -34,8 +34,10 @@ from control_plane.http import build_http_app
 from control_plane.reflection import ReflectionPool
 from control_plane.rpc import Registrar
 from control_plane.services.datasets import DatasetServicer
+from control_plane.services.exports import ExportServicer
 from control_plane.services.health import HealthServicer, check_store
 from control_plane.services.keys import KeyServicer
+from control_plane.services.query import QueryServicer
 from control_plane.services.tenants import TenantServicer
 from control_plane.services.users import AuthServicer, UserServicer
 from control_plane.store import Store, open_store
@@ -46,12 +48,15 @@ from floe.v1 import (
     agent_pb2_grpc,
     datasets_pb2,
     datasets_pb2_grpc,
+    exports_pb2,
+    exports_pb2_grpc,
     fleet_pb2,
     fleet_pb2_grpc,
     health_pb2,
     health_pb2_grpc,
     keys_pb2,
     keys_pb2_grpc,
+    query_pb2_grpc,
     tenants_pb2,
     tenants_pb2_grpc,
     users_pb2,
@@ -67,6 +72,8 @@ log = logging.getLogger(__name__)
 SERVICE_NAMES = (
     tenants_pb2.DESCRIPTOR.services_by_name["TenantService"].full_name,
     datasets_pb2.DESCRIPTOR.services_by_name["DatasetService"].full_name,
+    exports_pb2.DESCRIPTOR.services_by_name["ExportService"].full_name,
+    "floe.v1.QueryService",
     keys_pb2.DESCRIPTOR.services_by_name["KeyService"].full_name,
     users_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
     users_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
@@ -139,6 +146,7 @@ class ControlPlane:
         api = Registrar(server, self.authenticator)
         tenants_pb2_grpc.add_TenantServiceServicer_to_server(TenantServicer(self.store, self.authenticator), api)
         datasets_pb2_grpc.add_DatasetServiceServicer_to_server(DatasetServicer(self.store), api)
+        exports_pb2_grpc.add_ExportServiceServicer_to_server(ExportServicer(self.store), api)
         keys_pb2_grpc.add_KeyServiceServicer_to_server(KeyServicer(self.store, self.authenticator), api)
         users_pb2_grpc.add_UserServiceServicer_to_server(UserServicer(self.store), api)
         users_pb2_grpc.add_AuthServiceServicer_to_server(
@@ -151,6 +159,7 @@ class ControlPlane:
         agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(self.fleet, connects), api)
         fleet_pb2_grpc.add_FleetServiceServicer_to_server(FleetServicer(self.fleet), api)
         work_pb2_grpc.add_WorkServiceServicer_to_server(WorkServicer(self.store), api)
+        query_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(self.store, self.fleet), api)
         grpc_health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (

@@ -65,7 +65,7 @@ class ReceiverRole(SubscriberRole):
             max_age=s.spool_max_age,
         )
         try:
-            self.store = await open_object_store(s.object_store or s.data_dir / "objects")
+            self.store = await open_object_store(s.store_url("intake"))
             self.uploader = Uploader(
                 self.spool,
                 self.store,

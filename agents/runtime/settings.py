@@ -88,6 +88,35 @@ class AgentSettings:
     parquet_max_age: float = setting(
         60.0, "packer: write a partition's file once its oldest input is this old.", kind="duration"
     )
+    # -- query ----------------------------------------------------------------------------
+    query_grpc_listen: str = setting(
+        "127.0.0.1:8001", "query: QueryService gRPC address (the control plane forwards to it).", kind="host_port"
+    )
+    query_max_time_range: float = setting(
+        720 * 3600.0,
+        "query: widest time range of one query; also the default look-back (0: unlimited).",
+        kind="duration",
+    )
+    query_max_rows: int = setting(10_000, "query: results are cut at this many rows (the summary says so).")
+    query_allow_order_by: bool = setting(True, "query: whether ORDER BY is allowed (sorting costs memory).")
+    query_statement_timeout: float = setting(
+        60.0, "query: a statement running longer is interrupted (RESOURCE_EXHAUSTED).", kind="duration"
+    )
+    query_memory_limit: str = setting("1GiB", "query: DuckDB memory_limit of each query, e.g. 512MiB or 2GB.")
+    query_threads: int = setting(2, "query: DuckDB threads of each query.")
+    query_max_concurrent: int = setting(4, "query: queries run at once; more wait their turn.")
+    llm_base_url: str = setting(
+        "", "query: OpenAI-compatible API base URL for questions, e.g. http://127.0.0.1:11434/v1 (empty: off)."
+    )
+    llm_model: str = setting("", "query: model name sent to the LLM provider.")
+    llm_api_key: str = setting("", "query: bearer key of the LLM provider.", secret=True)
+    llm_timeout: float = setting(60.0, "query: timeout of one LLM request.", kind="duration")
+    # -- connector --------------------------------------------------------------------------
+    exports: list[dict[str, Any]] = setting(
+        [],
+        "connector: local export jobs (local-only and hybrid modes), in the API's JSON form, each with its name.",
+        kind="raw",
+    )
     log_level: str = setting("info", "debug, info, warning or error.")
     log_format: str = setting("auto", "auto (JSON unless a terminal), json or text.")
 
@@ -128,10 +157,32 @@ class AgentSettings:
                 problems.append(f"{name}: must be >= 0 (0 means unlimited)")
         if self.batch_max_age <= 0:
             problems.append("batch_max_age: must be greater than 0")
+        problems += self._query_problems()
         if not isinstance(self.datasets, list) or not all(isinstance(d, dict) for d in self.datasets):
             problems.append("datasets: must be a list of datasets (mappings)")
+        if not isinstance(self.exports, list) or not all(isinstance(d, dict) for d in self.exports):
+            problems.append("exports: must be a list of export jobs (mappings)")
         if problems:
             raise ConfigError(problems)
+
+    def _query_problems(self) -> list[str]:
+        problems = []
+        try:
+            parse_host_port(self.query_grpc_listen)
+        except ValueError as exc:
+            problems.append(f"query_grpc_listen: {exc}")
+        for name in ("query_max_rows", "query_threads", "query_max_concurrent"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name}: must be at least 1")
+        if self.query_statement_timeout <= 0:
+            problems.append("query_statement_timeout: must be greater than 0")
+        if not re.fullmatch(r"\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", self.query_memory_limit):
+            problems.append(f"query_memory_limit: {self.query_memory_limit!r} is not a size such as 512MiB or 2GB")
+        if self.llm_base_url and not re.match(r"^https?://[^/]+", self.llm_base_url):
+            problems.append(f"llm_base_url: {self.llm_base_url!r} must be an http:// or https:// URL")
+        if self.llm_base_url and not self.llm_model:
+            problems.append("llm_model: required when llm_base_url is set")
+        return problems
 
     def name_for(self, kind: str) -> str:
         return self.agent_name or default_agent_name(kind)

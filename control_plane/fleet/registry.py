@@ -95,6 +95,8 @@ class AgentEntry:
     session: AgentSession | None = None
     last_seen: float = 0.0
     key_name: str = ""
+    #: ``AgentHello.endpoints`` of the current stream (may hold secrets: never put in views).
+    endpoints: dict[str, str] = field(default_factory=dict)
 
 
 class AgentSession:
@@ -176,7 +178,7 @@ class AgentRegistry:
             q.put_nowait(None)
 
     def _on_store_change(self, collections: frozenset[str]) -> None:
-        if collections & {"tenants", "datasets", "keys"}:
+        if collections & {"tenants", "datasets", "keys", "exports"}:
             self._generation += 1
             self._dirty.set()
 
@@ -297,6 +299,7 @@ class AgentRegistry:
     def apply_hello(self, session: AgentSession, hello: agent_pb2.AgentHello) -> None:
         """Take the agent's full state (first hello, or after RequestFullState) and resync."""
         entry = session.entry
+        entry.endpoints = dict(hello.endpoints)
         reported = {applied.config_type for applied in hello.applied}
         for config_type, state in entry.configs.items():
             if config_type not in reported:
@@ -493,6 +496,21 @@ class AgentRegistry:
                     last_report_time=agent.last_seen_time,
                 )
             )
+        return out
+
+    def serving(self, kind: int, endpoint: str, tenant: str) -> list[tuple[AgentEntry, int]]:
+        """Connected agents of ``kind`` advertising ``endpoint`` that may serve ``tenant`` (their
+        credential is unbound or bound to it), with their status, healthiest first."""
+        out: list[tuple[AgentEntry, int]] = []
+        for entry in self.entries.values():
+            if entry.session is None or entry.agent.kind != kind or not entry.endpoints.get(endpoint):
+                continue
+            if entry.agent.tenant not in ("", f"tenants/{tenant}"):
+                continue
+            status = self.view(entry).status
+            if status in (HS.HEALTH_STATUS_HEALTHY, HS.HEALTH_STATUS_DEGRADED):
+                out.append((entry, status))
+        out.sort(key=lambda pair: pair[1])
         return out
 
     def views(self, principal: Principal | None = None) -> list[fleet_pb2.Agent]:

@@ -431,6 +431,12 @@ class AsyncClient:
         self.health = HealthApi(self)
         self.agents = FleetApi(self)
         self.work = WorkApi(self)
+        from floe.exports_api import ExportsApi  # here: that module builds on this one
+
+        self.exports = ExportsApi(self)
+        from floe.query_api import QueryApi  # here: that module builds on this one
+
+        self.query = QueryApi(self)
 
     @property
     def channel(self) -> grpc.aio.Channel:

@@ -6,56 +6,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
 import re
-import shutil
 import signal
 import socket
 import subprocess
-import sys
-import threading
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
 from floe import Client
 from floe.v1 import datasets_pb2
 from tests.helpers import ControlPlaneProcess, eventually
-
-FLOE = shutil.which("floe", path=str(Path(sys.executable).parent)) or shutil.which("floe")
-
-
-def floe_argv() -> list[str]:
-    return [FLOE] if FLOE else [sys.executable, "-m", "floe.cli"]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOE_")}
-    env.update(extra)
-    return env
-
-
-def run_floe(
-    *args: str,
-    env: dict[str, str],
-    cwd: Path | None = None,
-    stdin: str | None = None,
-    timeout: float = 30,
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*floe_argv(), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        input=stdin,
-        timeout=timeout,
-        check=False,
-    )
+from tests.upkit import Up, clean_env, endpoint, run_floe
 
 
 def table(stdout: str) -> list[dict[str, str]]:
@@ -336,67 +301,6 @@ def test_health(cli: Cli) -> None:
 # -- floe up ------------------------------------------------------------------------------------
 
 
-class Up:
-    """``floe up`` in a directory, its stdout read line by line on a thread."""
-
-    def __init__(self, cwd: Path) -> None:
-        self.cwd = cwd
-        self.stderr_path = cwd / f"up-{time.monotonic_ns()}.stderr"
-        with self.stderr_path.open("wb") as err:
-            self.proc = subprocess.Popen(
-                [*floe_argv(), "up", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"],
-                stdout=subprocess.PIPE,
-                stderr=err,
-                env=clean_env(),
-                cwd=cwd,
-                text=True,
-            )
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.stdout: list[str] = []
-        assert self.proc.stdout is not None
-        self._reader = threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True)
-        self._reader.start()
-
-    def _read(self, stream: IO[str]) -> None:
-        for line in stream:
-            self.lines.put(line)
-        self.lines.put(None)
-
-    def read_until(self, marker: str, timeout: float = 60) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, f"no {marker!r} from floe up:\n{''.join(self.stdout)}\n{self.stderr()}"
-            try:
-                line = self.lines.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            assert line is not None, f"floe up ended before {marker!r}:\n{''.join(self.stdout)}\n{self.stderr()}"
-            self.stdout.append(line)
-            if marker in line:
-                return "".join(self.stdout)
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def stop(self, sig: signal.Signals, timeout: float = 30) -> int:
-        self.proc.send_signal(sig)
-        code = self.proc.wait(timeout=timeout)
-        while (line := self.lines.get(timeout=10)) is not None:  # the rest, up to end of file
-            self.stdout.append(line)
-        self._reader.join(timeout=5)
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
 @pytest.fixture
 def up_dir(tmp_path: Path) -> Iterator[tuple[Path, list[Up]]]:
     started: list[Up] = []
@@ -411,12 +315,6 @@ def up_dir(tmp_path: Path) -> Iterator[tuple[Path, list[Up]]]:
                     os.kill(pid, signal.SIGKILL)
 
 
-def _endpoint(banner: str, label: str) -> str:
-    m = re.search(rf"{label}\s+(?:http://)?(\S+)", banner)
-    assert m, banner
-    return m.group(1)
-
-
 def test_floe_up_serves_stops_on_ctrl_c_and_keeps_state(up_dir: tuple[Path, list[Up]]) -> None:
     cwd, started = up_dir
     data_dir = cwd / "floe-data"
@@ -425,8 +323,8 @@ def test_floe_up_serves_stops_on_ctrl_c_and_keeps_state(up_dir: tuple[Path, list
     started.append(first)
     banner = first.read_until("Press Ctrl-C")
     assert "Floe is up." in banner
-    grpc_address = _endpoint(banner, "control plane gRPC")
-    http_address = _endpoint(banner, "control plane HTTP")
+    grpc_address = endpoint(banner, "control plane gRPC")
+    http_address = endpoint(banner, "control plane HTTP")
     assert str(data_dir) in banner
     admin_key = (data_dir / "admin.key").read_text().strip()
     assert admin_key not in banner
@@ -444,7 +342,7 @@ def test_floe_up_serves_stops_on_ctrl_c_and_keeps_state(up_dir: tuple[Path, list
 
     # The proxy agent runs too: a dataset assigned to it gets a listener that counts syslog.
     assert (data_dir / "agent.key").stat().st_mode & 0o777 == 0o600
-    proxy_api = _endpoint(banner, "proxy agent")
+    proxy_api = endpoint(banner, "proxy agent")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -475,7 +373,7 @@ def test_floe_up_serves_stops_on_ctrl_c_and_keeps_state(up_dir: tuple[Path, list
     second = Up(cwd)
     started.append(second)
     banner = second.read_until("Press Ctrl-C")
-    grpc_address = _endpoint(banner, "control plane gRPC")
+    grpc_address = endpoint(banner, "control plane gRPC")
     assert (data_dir / "admin.key").read_text().strip() == admin_key
     with Client(grpc_address, api_key=admin_key, retries=0) as c:
         assert c.tenants.get("up-tenant").display_name == "Up"

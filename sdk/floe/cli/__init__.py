@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from floe.cli.exports import add_export_commands
+from floe.cli.query import add_query_command
 from floe.cli.resources import add_resource_commands, run_resource_command
 from floe.client import DEFAULT_TARGET, Client
 from floe.errors import RpcError
@@ -72,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(ag, AgentSettings)
 
     add_resource_commands(sub)
+    add_export_commands(sub)
+    add_query_command(sub)
     return parser
 
 
@@ -104,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             cert_file=args.cert_file,
             key_file=args.key_file,
         ) as client:
-            return run_resource_command(args, client)
+            return getattr(args, "run_with_client", run_resource_command)(args, client)
     except RpcError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         for v in exc.violations:

@@ -26,8 +26,16 @@ __all__ = ["AGENTS", "run_up"]
 
 STOP_GRACE_S = 35.0
 START_TIMEOUT_S = 60.0
-#: The agents `floe up` runs, with the name each registers under.
-AGENTS = (("proxy", "local"),)
+#: The agents `floe up` runs, in start order, with the name each registers under. The receiver
+#: comes first: the proxy forwards to the address it reports.
+AGENTS = (
+    ("receiver", "receiver"),
+    ("proxy", "local"),
+    ("piper", "piper"),
+    ("packer", "packer"),
+    ("query", "query"),
+    ("connector", "connector"),
+)
 
 
 @dataclass
@@ -83,6 +91,21 @@ def _ensure_agent_key(data_dir: Path, grpc_address: str) -> Path:
     return path
 
 
+def _role_args(kind: str, started: list[Child], any_port: bool) -> list[str]:
+    """Flags that tie the embedded agents together."""
+    if kind == "receiver":
+        return ["--webhook-listen", "127.0.0.1:0" if any_port else "0.0.0.0:8080"]
+    if kind == "proxy":
+        receiver = next(c for c in started if c.name == "receiver agent")
+        assert receiver.info is not None
+        host, _, port = str(receiver.info["webhook"]).rpartition(":")
+        host = "127.0.0.1" if host in ("0.0.0.0", "", "[::]") else host
+        return ["--receivers", f"http://{host}:{port}"]
+    if kind == "query" and any_port:
+        return ["--query-grpc-listen", "127.0.0.1:0"]
+    return []
+
+
 def run_up(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -128,6 +151,7 @@ def run_up(args: argparse.Namespace) -> int:
         ]  # fmt: skip
         if any_port:
             argv += ["--api-listen", "127.0.0.1:0"]
+        argv += _role_args(kind, children, any_port)
         child = Child(f"{kind} agent", argv, data_dir / "agents" / name / "agent.json")
         children.append(child)
         if not _start(child, lambda: stopping):
@@ -139,6 +163,9 @@ def run_up(args: argparse.Namespace) -> int:
         for c in children[1:]
         if c.info
     )
+    receiver = next((c.info for c in children if c.name == "receiver agent" and c.info), None)
+    if receiver and "webhook" in receiver:
+        agent_lines += f"  {'HTTP ingest':<20} http://{receiver['webhook']}/TENANT/DATASET  (Bearer API key)\n"
     print(
         "\nFloe is up.\n"
         f"  control plane gRPC   {cp['grpc']}\n"

@@ -23,13 +23,14 @@ _sym_db = _symbol_database.Default()
 
 
 from floe.v1 import datasets_pb2 as floe_dot_v1_dot_datasets__pb2
+from floe.v1 import exports_pb2 as floe_dot_v1_dot_exports__pb2
 from floe.v1 import health_pb2 as floe_dot_v1_dot_health__pb2
 from floe.v1 import tenants_pb2 as floe_dot_v1_dot_tenants__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x66loe/v1/agent.proto\x12\x07\x66loe.v1\x1a\x16\x66loe/v1/datasets.proto\x1a\x14\x66loe/v1/health.proto\x1a\x15\x66loe/v1/tenants.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x02\n\x0e\x43onnectRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12$\n\x05hello\x18\n \x01(\x0b\x32\x13.floe.v1.AgentHelloH\x00\x12(\n\nconfig_ack\x18\x0b \x01(\x0b\x32\x12.floe.v1.ConfigAckH\x00\x12\'\n\x06health\x18\x0c \x01(\x0b\x32\x15.floe.v1.HealthReportH\x00\x12\'\n\theartbeat\x18\r \x01(\x0b\x32\x12.floe.v1.HeartbeatH\x00\x12\x30\n\x0e\x63ommand_result\x18\x0e \x01(\x0b\x32\x16.floe.v1.CommandResultH\x00\x42\t\n\x07message\"\x88\x02\n\x0f\x43onnectResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12#\n\x07welcome\x18\n \x01(\x0b\x32\x10.floe.v1.WelcomeH\x00\x12.\n\rconfig_update\x18\x0b \x01(\x0b\x32\x15.floe.v1.ConfigUpdateH\x00\x12#\n\x07\x63ommand\x18\x0c \x01(\x0b\x32\x10.floe.v1.CommandH\x00\x12%\n\x08throttle\x18\r \x01(\x0b\x32\x11.floe.v1.ThrottleH\x00\x12\x37\n\x12request_full_state\x18\x0e \x01(\x0b\x32\x19.floe.v1.RequestFullStateH\x00\x42\t\n\x07message\"\xae\x02\n\nAgentHello\x12 \n\x04kind\x18\x01 \x01(\x0e\x32\x12.floe.v1.AgentKind\x12\x12\n\nagent_name\x18\x02 \x01(\t\x12\x13\n\x0binstance_id\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12/\n\x06labels\x18\x05 \x03(\x0b\x32\x1f.floe.v1.AgentHello.LabelsEntry\x12\x14\n\x0c\x63\x61pabilities\x18\x06 \x03(\t\x12\'\n\x07\x61pplied\x18\x07 \x03(\x0b\x32\x16.floe.v1.AppliedConfig\x12\x13\n\x0b\x61pi_address\x18\x08 \x01(\t\x12\x10\n\x08hostname\x18\t \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x87\x01\n\rAppliedConfig\x12\x13\n\x0b\x63onfig_type\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12%\n\x06status\x18\x03 \x01(\x0e\x32\x15.floe.v1.ConfigStatus\x12\x0e\n\x06\x65rrors\x18\x04 \x03(\t\x12\x19\n\x11\x65\x66\x66\x65\x63tive_version\x18\x05 \x01(\t\"\x83\x01\n\x07Welcome\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x0fhealth_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xa6\x01\n\x0c\x43onfigUpdate\x12\x13\n\x0b\x63onfig_type\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05nonce\x18\x03 \x01(\t\x12+\n\x08\x64\x61tasets\x18\n \x01(\x0b\x32\x17.floe.v1.DatasetsConfigH\x00\x12)\n\x07tenants\x18\x0b \x01(\x0b\x32\x16.floe.v1.TenantsConfigH\x00\x42\t\n\x07payload\"4\n\x0e\x44\x61tasetsConfig\x12\"\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x10.floe.v1.Dataset\"f\n\rTenantsConfig\x12%\n\x07tenants\x18\x01 \x03(\x0b\x32\x14.floe.v1.TenantRoute\x12.\n\x0b\x63redentials\x18\x02 \x03(\x0b\x32\x19.floe.v1.IngestCredential\"l\n\x0bTenantRoute\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.floe.v1.Tenant.State\x12\'\n\x08\x64\x61tasets\x18\x03 \x03(\x0b\x32\x15.floe.v1.DatasetRoute\"B\n\x0c\x44\x61tasetRoute\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x08\x12\x11\n\tdata_hint\x18\x03 \x01(\t\"\x99\x01\n\x10IngestCredential\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x12\n\x06sha256\x18\x02 \x01(\tB\x02\x18\x01\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\x13\n\x0b\x61rgon2_hash\x18\x04 \x01(\t\x12\x0b\n\x03key\x18\x05 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"w\n\tConfigAck\x12\x13\n\x0b\x63onfig_type\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05nonce\x18\x03 \x01(\t\x12%\n\x06status\x18\x04 \x01(\x0e\x32\x15.floe.v1.ConfigStatus\x12\x0e\n\x06\x65rrors\x18\x05 \x03(\t\"\x0b\n\tHeartbeat\"\xa5\x01\n\x0cHealthReport\x12%\n\x06status\x18\x01 \x01(\x0e\x32\x15.floe.v1.HealthStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\x12,\n\ncomponents\x18\x03 \x03(\x0b\x32\x18.floe.v1.ComponentHealth\x12/\n\x0breport_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa9\x03\n\x0f\x43omponentHealth\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12%\n\x06status\x18\x03 \x01(\x0e\x32\x15.floe.v1.HealthStatus\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x11\n\tevents_in\x18\x05 \x01(\x04\x12\x12\n\nevents_out\x18\x06 \x01(\x04\x12\x10\n\x08\x62ytes_in\x18\x07 \x01(\x04\x12\x11\n\tbytes_out\x18\x08 \x01(\x04\x12\x0f\n\x07\x62\x61\x63klog\x18\t \x01(\x04\x12\x10\n\x08\x64lq_size\x18\n \x01(\x04\x12&\n\x03lag\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x33\n\x0flast_flush_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x65rrors\x18\r \x01(\x04\x12\x36\n\x07\x64ropped\x18\x0e \x03(\x0b\x32%.floe.v1.ComponentHealth.DroppedEntry\x1a.\n\x0c\x44roppedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x8b\x01\n\x07\x43ommand\x12\n\n\x02id\x18\x01 \x01(\t\x12&\n\tretry_dlq\x18\n \x01(\x0b\x32\x11.floe.v1.RetryDlqH\x00\x12!\n\x06reload\x18\x0b \x01(\x0b\x32\x0f.floe.v1.ReloadH\x00\x12\x1f\n\x05\x64rain\x18\x0c \x01(\x0b\x32\x0e.floe.v1.DrainH\x00\x42\x08\n\x06\x61\x63tion\"\x19\n\x08RetryDlq\x12\r\n\x05items\x18\x01 \x03(\t\"\x08\n\x06Reload\"\x07\n\x05\x44rain\"\x9e\x01\n\rCommandResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x34\n\x07\x64\x65tails\x18\x04 \x03(\x0b\x32#.floe.v1.CommandResult.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"J\n\x08Throttle\x12.\n\x0bretry_after\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x12\n\x10RequestFullState*\xb3\x01\n\tAgentKind\x12\x1a\n\x16\x41GENT_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41GENT_KIND_PROXY\x10\x01\x12\x17\n\x13\x41GENT_KIND_RECEIVER\x10\x02\x12\x14\n\x10\x41GENT_KIND_PIPER\x10\x03\x12\x15\n\x11\x41GENT_KIND_PACKER\x10\x04\x12\x14\n\x10\x41GENT_KIND_QUERY\x10\x05\x12\x18\n\x14\x41GENT_KIND_CONNECTOR\x10\x06*}\n\x0c\x43onfigStatus\x12\x1d\n\x19\x43ONFIG_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43ONFIG_STATUS_PENDING\x10\x01\x12\x19\n\x15\x43ONFIG_STATUS_APPLIED\x10\x02\x12\x18\n\x14\x43ONFIG_STATUS_FAILED\x10\x03\x32P\n\x0c\x41gentService\x12@\n\x07\x43onnect\x12\x17.floe.v1.ConnectRequest\x1a\x18.floe.v1.ConnectResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x66loe/v1/agent.proto\x12\x07\x66loe.v1\x1a\x16\x66loe/v1/datasets.proto\x1a\x15\x66loe/v1/exports.proto\x1a\x14\x66loe/v1/health.proto\x1a\x15\x66loe/v1/tenants.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x02\n\x0e\x43onnectRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12$\n\x05hello\x18\n \x01(\x0b\x32\x13.floe.v1.AgentHelloH\x00\x12(\n\nconfig_ack\x18\x0b \x01(\x0b\x32\x12.floe.v1.ConfigAckH\x00\x12\'\n\x06health\x18\x0c \x01(\x0b\x32\x15.floe.v1.HealthReportH\x00\x12\'\n\theartbeat\x18\r \x01(\x0b\x32\x12.floe.v1.HeartbeatH\x00\x12\x30\n\x0e\x63ommand_result\x18\x0e \x01(\x0b\x32\x16.floe.v1.CommandResultH\x00\x42\t\n\x07message\"\x88\x02\n\x0f\x43onnectResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12#\n\x07welcome\x18\n \x01(\x0b\x32\x10.floe.v1.WelcomeH\x00\x12.\n\rconfig_update\x18\x0b \x01(\x0b\x32\x15.floe.v1.ConfigUpdateH\x00\x12#\n\x07\x63ommand\x18\x0c \x01(\x0b\x32\x10.floe.v1.CommandH\x00\x12%\n\x08throttle\x18\r \x01(\x0b\x32\x11.floe.v1.ThrottleH\x00\x12\x37\n\x12request_full_state\x18\x0e \x01(\x0b\x32\x19.floe.v1.RequestFullStateH\x00\x42\t\n\x07message\"\x97\x03\n\nAgentHello\x12 \n\x04kind\x18\x01 \x01(\x0e\x32\x12.floe.v1.AgentKind\x12\x12\n\nagent_name\x18\x02 \x01(\t\x12\x13\n\x0binstance_id\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12/\n\x06labels\x18\x05 \x03(\x0b\x32\x1f.floe.v1.AgentHello.LabelsEntry\x12\x14\n\x0c\x63\x61pabilities\x18\x06 \x03(\t\x12\'\n\x07\x61pplied\x18\x07 \x03(\x0b\x32\x16.floe.v1.AppliedConfig\x12\x13\n\x0b\x61pi_address\x18\x08 \x01(\t\x12\x10\n\x08hostname\x18\t \x01(\t\x12\x35\n\tendpoints\x18\n \x03(\x0b\x32\".floe.v1.AgentHello.EndpointsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x30\n\x0e\x45ndpointsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x87\x01\n\rAppliedConfig\x12\x13\n\x0b\x63onfig_type\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12%\n\x06status\x18\x03 \x01(\x0e\x32\x15.floe.v1.ConfigStatus\x12\x0e\n\x06\x65rrors\x18\x04 \x03(\t\x12\x19\n\x11\x65\x66\x66\x65\x63tive_version\x18\x05 \x01(\t\"\x83\x01\n\x07Welcome\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x0fhealth_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xd1\x01\n\x0c\x43onfigUpdate\x12\x13\n\x0b\x63onfig_type\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05nonce\x18\x03 \x01(\t\x12+\n\x08\x64\x61tasets\x18\n \x01(\x0b\x32\x17.floe.v1.DatasetsConfigH\x00\x12)\n\x07tenants\x18\x0b \x01(\x0b\x32\x16.floe.v1.TenantsConfigH\x00\x12)\n\x07\x65xports\x18\x0c \x01(\x0b\x32\x16.floe.v1.ExportsConfigH\x00\x42\t\n\x07payload\"4\n\x0e\x44\x61tasetsConfig\x12\"\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x10.floe.v1.Dataset\"1\n\rExportsConfig\x12 \n\x04jobs\x18\x01 \x03(\x0b\x32\x12.floe.v1.ExportJob\"f\n\rTenantsConfig\x12%\n\x07tenants\x18\x01 \x03(\x0b\x32\x14.floe.v1.TenantRoute\x12.\n\x0b\x63redentials\x18\x02 \x03(\x0b\x32\x19.floe.v1.IngestCredential\"l\n\x0bTenantRoute\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.floe.v1.Tenant.State\x12\'\n\x08\x64\x61tasets\x18\x03 \x03(\x0b\x32\x15.floe.v1.DatasetRoute\"B\n\x0c\x44\x61tasetRoute\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x08\x12\x11\n\tdata_hint\x18\x03 \x01(\t\"\x99\x01\n\x10IngestCredential\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x12\n\x06sha256\x18\x02 \x01(\tB\x02\x18\x01\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\x13\n\x0b\x61rgon2_hash\x18\x04 \x01(\t\x12\x0b\n\x03key\x18\x05 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"w\n\tConfigAck\x12\x13\n\x0b\x63onfig_type\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05nonce\x18\x03 \x01(\t\x12%\n\x06status\x18\x04 \x01(\x0e\x32\x15.floe.v1.ConfigStatus\x12\x0e\n\x06\x65rrors\x18\x05 \x03(\t\"\x0b\n\tHeartbeat\"\xa5\x01\n\x0cHealthReport\x12%\n\x06status\x18\x01 \x01(\x0e\x32\x15.floe.v1.HealthStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\x12,\n\ncomponents\x18\x03 \x03(\x0b\x32\x18.floe.v1.ComponentHealth\x12/\n\x0breport_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa9\x03\n\x0f\x43omponentHealth\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12%\n\x06status\x18\x03 \x01(\x0e\x32\x15.floe.v1.HealthStatus\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x11\n\tevents_in\x18\x05 \x01(\x04\x12\x12\n\nevents_out\x18\x06 \x01(\x04\x12\x10\n\x08\x62ytes_in\x18\x07 \x01(\x04\x12\x11\n\tbytes_out\x18\x08 \x01(\x04\x12\x0f\n\x07\x62\x61\x63klog\x18\t \x01(\x04\x12\x10\n\x08\x64lq_size\x18\n \x01(\x04\x12&\n\x03lag\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x33\n\x0flast_flush_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x65rrors\x18\r \x01(\x04\x12\x36\n\x07\x64ropped\x18\x0e \x03(\x0b\x32%.floe.v1.ComponentHealth.DroppedEntry\x1a.\n\x0c\x44roppedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x8b\x01\n\x07\x43ommand\x12\n\n\x02id\x18\x01 \x01(\t\x12&\n\tretry_dlq\x18\n \x01(\x0b\x32\x11.floe.v1.RetryDlqH\x00\x12!\n\x06reload\x18\x0b \x01(\x0b\x32\x0f.floe.v1.ReloadH\x00\x12\x1f\n\x05\x64rain\x18\x0c \x01(\x0b\x32\x0e.floe.v1.DrainH\x00\x42\x08\n\x06\x61\x63tion\"\x19\n\x08RetryDlq\x12\r\n\x05items\x18\x01 \x03(\t\"\x08\n\x06Reload\"\x07\n\x05\x44rain\"\x9e\x01\n\rCommandResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x34\n\x07\x64\x65tails\x18\x04 \x03(\x0b\x32#.floe.v1.CommandResult.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"J\n\x08Throttle\x12.\n\x0bretry_after\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x12\n\x10RequestFullState*\xb3\x01\n\tAgentKind\x12\x1a\n\x16\x41GENT_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41GENT_KIND_PROXY\x10\x01\x12\x17\n\x13\x41GENT_KIND_RECEIVER\x10\x02\x12\x14\n\x10\x41GENT_KIND_PIPER\x10\x03\x12\x15\n\x11\x41GENT_KIND_PACKER\x10\x04\x12\x14\n\x10\x41GENT_KIND_QUERY\x10\x05\x12\x18\n\x14\x41GENT_KIND_CONNECTOR\x10\x06*}\n\x0c\x43onfigStatus\x12\x1d\n\x19\x43ONFIG_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43ONFIG_STATUS_PENDING\x10\x01\x12\x19\n\x15\x43ONFIG_STATUS_APPLIED\x10\x02\x12\x18\n\x14\x43ONFIG_STATUS_FAILED\x10\x03\x32P\n\x0c\x41gentService\x12@\n\x07\x43onnect\x12\x17.floe.v1.ConnectRequest\x1a\x18.floe.v1.ConnectResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,66 +39,72 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_AGENTHELLO_LABELSENTRY']._loaded_options = None
   _globals['_AGENTHELLO_LABELSENTRY']._serialized_options = b'8\001'
+  _globals['_AGENTHELLO_ENDPOINTSENTRY']._loaded_options = None
+  _globals['_AGENTHELLO_ENDPOINTSENTRY']._serialized_options = b'8\001'
   _globals['_INGESTCREDENTIAL'].fields_by_name['sha256']._loaded_options = None
   _globals['_INGESTCREDENTIAL'].fields_by_name['sha256']._serialized_options = b'\030\001'
   _globals['_COMPONENTHEALTH_DROPPEDENTRY']._loaded_options = None
   _globals['_COMPONENTHEALTH_DROPPEDENTRY']._serialized_options = b'8\001'
   _globals['_COMMANDRESULT_DETAILSENTRY']._loaded_options = None
   _globals['_COMMANDRESULT_DETAILSENTRY']._serialized_options = b'8\001'
-  _globals['_AGENTKIND']._serialized_start=3107
-  _globals['_AGENTKIND']._serialized_end=3286
-  _globals['_CONFIGSTATUS']._serialized_start=3288
-  _globals['_CONFIGSTATUS']._serialized_end=3413
-  _globals['_CONNECTREQUEST']._serialized_start=167
-  _globals['_CONNECTREQUEST']._serialized_end=424
-  _globals['_CONNECTRESPONSE']._serialized_start=427
-  _globals['_CONNECTRESPONSE']._serialized_end=691
-  _globals['_AGENTHELLO']._serialized_start=694
-  _globals['_AGENTHELLO']._serialized_end=996
-  _globals['_AGENTHELLO_LABELSENTRY']._serialized_start=951
-  _globals['_AGENTHELLO_LABELSENTRY']._serialized_end=996
-  _globals['_APPLIEDCONFIG']._serialized_start=999
-  _globals['_APPLIEDCONFIG']._serialized_end=1134
-  _globals['_WELCOME']._serialized_start=1137
-  _globals['_WELCOME']._serialized_end=1268
-  _globals['_CONFIGUPDATE']._serialized_start=1271
-  _globals['_CONFIGUPDATE']._serialized_end=1437
-  _globals['_DATASETSCONFIG']._serialized_start=1439
-  _globals['_DATASETSCONFIG']._serialized_end=1491
-  _globals['_TENANTSCONFIG']._serialized_start=1493
-  _globals['_TENANTSCONFIG']._serialized_end=1595
-  _globals['_TENANTROUTE']._serialized_start=1597
-  _globals['_TENANTROUTE']._serialized_end=1705
-  _globals['_DATASETROUTE']._serialized_start=1707
-  _globals['_DATASETROUTE']._serialized_end=1773
-  _globals['_INGESTCREDENTIAL']._serialized_start=1776
-  _globals['_INGESTCREDENTIAL']._serialized_end=1929
-  _globals['_CONFIGACK']._serialized_start=1931
-  _globals['_CONFIGACK']._serialized_end=2050
-  _globals['_HEARTBEAT']._serialized_start=2052
-  _globals['_HEARTBEAT']._serialized_end=2063
-  _globals['_HEALTHREPORT']._serialized_start=2066
-  _globals['_HEALTHREPORT']._serialized_end=2231
-  _globals['_COMPONENTHEALTH']._serialized_start=2234
-  _globals['_COMPONENTHEALTH']._serialized_end=2659
-  _globals['_COMPONENTHEALTH_DROPPEDENTRY']._serialized_start=2613
-  _globals['_COMPONENTHEALTH_DROPPEDENTRY']._serialized_end=2659
-  _globals['_COMMAND']._serialized_start=2662
-  _globals['_COMMAND']._serialized_end=2801
-  _globals['_RETRYDLQ']._serialized_start=2803
-  _globals['_RETRYDLQ']._serialized_end=2828
-  _globals['_RELOAD']._serialized_start=2830
-  _globals['_RELOAD']._serialized_end=2838
-  _globals['_DRAIN']._serialized_start=2840
-  _globals['_DRAIN']._serialized_end=2847
-  _globals['_COMMANDRESULT']._serialized_start=2850
-  _globals['_COMMANDRESULT']._serialized_end=3008
-  _globals['_COMMANDRESULT_DETAILSENTRY']._serialized_start=2962
-  _globals['_COMMANDRESULT_DETAILSENTRY']._serialized_end=3008
-  _globals['_THROTTLE']._serialized_start=3010
-  _globals['_THROTTLE']._serialized_end=3084
-  _globals['_REQUESTFULLSTATE']._serialized_start=3086
-  _globals['_REQUESTFULLSTATE']._serialized_end=3104
-  _globals['_AGENTSERVICE']._serialized_start=3415
-  _globals['_AGENTSERVICE']._serialized_end=3495
+  _globals['_AGENTKIND']._serialized_start=3329
+  _globals['_AGENTKIND']._serialized_end=3508
+  _globals['_CONFIGSTATUS']._serialized_start=3510
+  _globals['_CONFIGSTATUS']._serialized_end=3635
+  _globals['_CONNECTREQUEST']._serialized_start=190
+  _globals['_CONNECTREQUEST']._serialized_end=447
+  _globals['_CONNECTRESPONSE']._serialized_start=450
+  _globals['_CONNECTRESPONSE']._serialized_end=714
+  _globals['_AGENTHELLO']._serialized_start=717
+  _globals['_AGENTHELLO']._serialized_end=1124
+  _globals['_AGENTHELLO_LABELSENTRY']._serialized_start=1029
+  _globals['_AGENTHELLO_LABELSENTRY']._serialized_end=1074
+  _globals['_AGENTHELLO_ENDPOINTSENTRY']._serialized_start=1076
+  _globals['_AGENTHELLO_ENDPOINTSENTRY']._serialized_end=1124
+  _globals['_APPLIEDCONFIG']._serialized_start=1127
+  _globals['_APPLIEDCONFIG']._serialized_end=1262
+  _globals['_WELCOME']._serialized_start=1265
+  _globals['_WELCOME']._serialized_end=1396
+  _globals['_CONFIGUPDATE']._serialized_start=1399
+  _globals['_CONFIGUPDATE']._serialized_end=1608
+  _globals['_DATASETSCONFIG']._serialized_start=1610
+  _globals['_DATASETSCONFIG']._serialized_end=1662
+  _globals['_EXPORTSCONFIG']._serialized_start=1664
+  _globals['_EXPORTSCONFIG']._serialized_end=1713
+  _globals['_TENANTSCONFIG']._serialized_start=1715
+  _globals['_TENANTSCONFIG']._serialized_end=1817
+  _globals['_TENANTROUTE']._serialized_start=1819
+  _globals['_TENANTROUTE']._serialized_end=1927
+  _globals['_DATASETROUTE']._serialized_start=1929
+  _globals['_DATASETROUTE']._serialized_end=1995
+  _globals['_INGESTCREDENTIAL']._serialized_start=1998
+  _globals['_INGESTCREDENTIAL']._serialized_end=2151
+  _globals['_CONFIGACK']._serialized_start=2153
+  _globals['_CONFIGACK']._serialized_end=2272
+  _globals['_HEARTBEAT']._serialized_start=2274
+  _globals['_HEARTBEAT']._serialized_end=2285
+  _globals['_HEALTHREPORT']._serialized_start=2288
+  _globals['_HEALTHREPORT']._serialized_end=2453
+  _globals['_COMPONENTHEALTH']._serialized_start=2456
+  _globals['_COMPONENTHEALTH']._serialized_end=2881
+  _globals['_COMPONENTHEALTH_DROPPEDENTRY']._serialized_start=2835
+  _globals['_COMPONENTHEALTH_DROPPEDENTRY']._serialized_end=2881
+  _globals['_COMMAND']._serialized_start=2884
+  _globals['_COMMAND']._serialized_end=3023
+  _globals['_RETRYDLQ']._serialized_start=3025
+  _globals['_RETRYDLQ']._serialized_end=3050
+  _globals['_RELOAD']._serialized_start=3052
+  _globals['_RELOAD']._serialized_end=3060
+  _globals['_DRAIN']._serialized_start=3062
+  _globals['_DRAIN']._serialized_end=3069
+  _globals['_COMMANDRESULT']._serialized_start=3072
+  _globals['_COMMANDRESULT']._serialized_end=3230
+  _globals['_COMMANDRESULT_DETAILSENTRY']._serialized_start=3184
+  _globals['_COMMANDRESULT_DETAILSENTRY']._serialized_end=3230
+  _globals['_THROTTLE']._serialized_start=3232
+  _globals['_THROTTLE']._serialized_end=3306
+  _globals['_REQUESTFULLSTATE']._serialized_start=3308
+  _globals['_REQUESTFULLSTATE']._serialized_end=3326
+  _globals['_AGENTSERVICE']._serialized_start=3637
+  _globals['_AGENTSERVICE']._serialized_end=3717
 # @@protoc_insertion_point(module_scope)

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from floe.v1 import datasets_pb2 as _datasets_pb2
+from floe.v1 import exports_pb2 as _exports_pb2
 from floe.v1 import health_pb2 as _health_pb2
 from floe.v1 import tenants_pb2 as _tenants_pb2
 from google.protobuf import descriptor as _descriptor
@@ -192,6 +193,26 @@ class AgentHello(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class EndpointsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     KIND_FIELD_NUMBER: _builtins.int
     AGENT_NAME_FIELD_NUMBER: _builtins.int
     INSTANCE_ID_FIELD_NUMBER: _builtins.int
@@ -201,6 +222,7 @@ class AgentHello(_message.Message):
     APPLIED_FIELD_NUMBER: _builtins.int
     API_ADDRESS_FIELD_NUMBER: _builtins.int
     HOSTNAME_FIELD_NUMBER: _builtins.int
+    ENDPOINTS_FIELD_NUMBER: _builtins.int
     kind: Global___AgentKind.ValueType
     agent_name: _builtins.str
     """Stable name chosen by the operator, e.g. "edge-01": lowercase letters,
@@ -222,6 +244,14 @@ class AgentHello(_message.Message):
         resent.
         """
 
+    @_builtins.property
+    def endpoints(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Other services the agent serves, by name: for a query agent "query_grpc"
+        (host:port of its QueryService) and "query_auth" (a random secret of this
+        process with which the control plane signs the calls it forwards; never
+        shown in fleet views or logs).
+        """
+
     def __init__(
         self,
         *,
@@ -234,10 +264,11 @@ class AgentHello(_message.Message):
         applied: _abc.Iterable[Global___AppliedConfig] | None = ...,
         api_address: _builtins.str = ...,
         hostname: _builtins.str = ...,
+        endpoints: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_name", b"agent_name", "api_address", b"api_address", "applied", b"applied", "capabilities", b"capabilities", "hostname", b"hostname", "instance_id", b"instance_id", "kind", b"kind", "labels", b"labels", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_name", b"agent_name", "api_address", b"api_address", "applied", b"applied", "capabilities", b"capabilities", "endpoints", b"endpoints", "hostname", b"hostname", "instance_id", b"instance_id", "kind", b"kind", "labels", b"labels", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -328,6 +359,7 @@ class ConfigUpdate(_message.Message):
     NONCE_FIELD_NUMBER: _builtins.int
     DATASETS_FIELD_NUMBER: _builtins.int
     TENANTS_FIELD_NUMBER: _builtins.int
+    EXPORTS_FIELD_NUMBER: _builtins.int
     config_type: _builtins.str
     version: _builtins.str
     nonce: _builtins.str
@@ -335,6 +367,8 @@ class ConfigUpdate(_message.Message):
     def datasets(self) -> Global___DatasetsConfig: ...
     @_builtins.property
     def tenants(self) -> Global___TenantsConfig: ...
+    @_builtins.property
+    def exports(self) -> Global___ExportsConfig: ...
     def __init__(
         self,
         *,
@@ -343,12 +377,13 @@ class ConfigUpdate(_message.Message):
         nonce: _builtins.str = ...,
         datasets: Global___DatasetsConfig | None = ...,
         tenants: Global___TenantsConfig | None = ...,
+        exports: Global___ExportsConfig | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["datasets", b"datasets", "payload", b"payload", "tenants", b"tenants"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["datasets", b"datasets", "exports", b"exports", "payload", b"payload", "tenants", b"tenants"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_type", b"config_type", "datasets", b"datasets", "nonce", b"nonce", "payload", b"payload", "tenants", b"tenants", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_type", b"config_type", "datasets", b"datasets", "exports", b"exports", "nonce", b"nonce", "payload", b"payload", "tenants", b"tenants", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["datasets", "tenants"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["datasets", "tenants", "exports"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -377,6 +412,31 @@ class DatasetsConfig(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DatasetsConfig: _TypeAlias = DatasetsConfig  # noqa: Y015
+
+@_typing.final
+class ExportsConfig(_message.Message):
+    """Config type "exports": the export jobs a connector may run (those assigned
+    to it by name, and the unassigned ones it may claim), of active datasets
+    of active tenants it may see.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOBS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def jobs(self) -> _containers.RepeatedCompositeFieldContainer[_exports_pb2.ExportJob]: ...
+    def __init__(
+        self,
+        *,
+        jobs: _abc.Iterable[_exports_pb2.ExportJob] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportsConfig: _TypeAlias = ExportsConfig  # noqa: Y015
 
 @_typing.final
 class TenantsConfig(_message.Message):
