@@ -32,6 +32,7 @@ from agents.proxy.sink import SinkRefused
 from agents.runtime.health import Component
 from agents.runtime.spool import BatchMeta, Spool, SpoolClosedError, SpoolError
 from floe.backoff import Backoff
+from floe.protocol import DEFAULT_DATA_HINTS
 from floe.v1 import datasets_pb2, health_pb2
 
 __all__ = ["DURABLE_LINGER", "Batcher", "compress", "split_dataset_name"]
@@ -77,6 +78,14 @@ def split_dataset_name(name: str) -> tuple[str, str] | None:
     return parts[1], parts[3]
 
 
+def batch_hint(dataset: datasets_pb2.Dataset) -> str:
+    """The data hint a batch of ``dataset`` is sent with. Proxies always send NDJSON records; the
+    hint tells piper how to type them: syslog records get their syslog column types back (a
+    timestamp, not a string), flow records keep their kind, everything else is plain NDJSON."""
+    hint = dataset.data_hint or DEFAULT_DATA_HINTS.get(dataset.source.type, "ndjson")
+    return hint if hint in ("syslog", "sflow", "ipfix", "netflow") else "ndjson"
+
+
 @dataclass(eq=False)
 class _Batch:
     tenant: str
@@ -84,6 +93,8 @@ class _Batch:
     durable: bool
     created_at: float
     """Wall clock of the first record (BatchMeta.created_at)."""
+    hint: str = "ndjson"
+    """The batch's data hint (``batch_hint``)."""
     buffers: list[bytes] = field(default_factory=list)
     records: int = 0
     raw_bytes: int = 0
@@ -160,7 +171,7 @@ class Batcher:
         if self._held + len(records) > self._memory_limit:
             self._drop("spool_full" if self._refusing else "buffer_full", count)
             return False
-        self._add(key[0], key[1], False, records, count)
+        self._add(key[0], key[1], False, records, count, hint=batch_hint(dataset))
         return True
 
     async def submit_durable(self, dataset: datasets_pb2.Dataset, records: bytes, count: int) -> None:
@@ -176,7 +187,7 @@ class Batcher:
         if self._held + len(records) > self._memory_limit:
             self._drop("buffer_full", count)
             raise SinkRefused("The proxy's memory buffer is full; retry later.")
-        batch = self._add(key[0], key[1], True, records, count)
+        batch = self._add(key[0], key[1], True, records, count, hint=batch_hint(dataset))
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         batch.waiters.append(waiter)
         await waiter
@@ -248,7 +259,7 @@ class Batcher:
             self._drop("bad_dataset_name", count)
         return key
 
-    def _add(self, tenant: str, dataset: str, durable: bool, records: bytes, count: int) -> _Batch:
+    def _add(self, tenant: str, dataset: str, durable: bool, records: bytes, count: int, *, hint: str) -> _Batch:
         key = (tenant, dataset, durable)
         batch = self._open.get(key)
         size = len(records)
@@ -258,7 +269,7 @@ class Batcher:
             self._seal(key)  # keep batches within the limits (a single larger buffer goes alone)
             batch = None
         if batch is None:
-            batch = self._open[key] = _Batch(tenant, dataset, durable, time.time())
+            batch = self._open[key] = _Batch(tenant, dataset, durable, time.time(), hint)
             loop = asyncio.get_running_loop()
             delay = min(self._max_age, DURABLE_LINGER) if durable else self._max_age
             batch.deadline = loop.time() + delay
@@ -358,7 +369,7 @@ class Batcher:
         return BatchMeta(
             tenant=batch.tenant,
             dataset=batch.dataset,
-            data_hint="ndjson",
+            data_hint=batch.hint,
             content_encoding=self._compression,
             records=batch.records,
             original_bytes=batch.raw_bytes,
