@@ -47,7 +47,10 @@ class _Credential:
     expire_ns: int  # 0: never
 
 
-_INVALID = "The bearer token is not a valid ingest key for this receiver."
+_INVALID = (
+    "The bearer token is not a valid ingest key for this receiver (a key created a moment ago reaches "
+    "receivers within about a second; a revoked or viewer key never works)."
+)
 
 
 class IngestAuth:
