@@ -15,6 +15,7 @@ import logging
 import time
 
 from aiohttp import web
+from argon2 import PasswordHasher
 
 from agents.receiver.auth import IngestAuth
 from agents.receiver.ingest import Ingest
@@ -26,8 +27,9 @@ from agents.runtime.objectstore import ObjectStore, open_object_store
 from agents.runtime.settings import AgentSettings
 from agents.runtime.spool import Spool
 from agents.runtime.subscriber import SubscriberRole
+from floe.apikeys import parse_key
 from floe.settings import parse_host_port
-from floe.v1 import agent_pb2, health_pb2
+from floe.v1 import agent_pb2, health_pb2, tenants_pb2
 
 __all__ = ["ReceiverRole"]
 
@@ -44,6 +46,7 @@ class ReceiverRole(SubscriberRole):
     def __init__(self, settings: AgentSettings) -> None:
         super().__init__(agent_pb2.AGENT_KIND_RECEIVER)
         self.settings = settings
+        self._local_hash: str | None = None
         self.name = settings.name_for("receiver")
         self.auth = IngestAuth()
         self.spool: Spool | None = None
@@ -110,12 +113,45 @@ class ReceiverRole(SubscriberRole):
         return {"webhook": self.ingest.address} if self.ingest is not None else {}
 
     async def validate(self, update: agent_pb2.ConfigUpdate) -> list[str]:
+        if update.config_type == "datasets" and self.settings.config_mode == "local-only":
+            if parse_key(self.settings.ingest_key) is None:
+                return [
+                    "ingest_key: a local-only receiver needs ingest_key, the one key it accepts, shaped like "
+                    "a Floe key (floe_s_NAME_ and 43 random URL-safe characters)"
+                ]
+            return TenantTable.problems(await self._local_tenants(update.datasets))
         errors = await super().validate(update)
         if not errors and update.config_type == "tenants":
             errors = TenantTable.problems(update.tenants)
         return errors
 
+    async def _local_tenants(self, datasets: agent_pb2.DatasetsConfig) -> agent_pb2.TenantsConfig:
+        """A local-only receiver's tenant table: the tenants of its local datasets, all active,
+        and ``ingest_key`` as the only credential (hashed once, like the control plane's keys)."""
+        out = agent_pb2.TenantsConfig()
+        routes: dict[str, agent_pb2.TenantRoute] = {}
+        for ds in datasets.datasets:
+            parts = ds.name.split("/")
+            if len(parts) != 4:
+                continue
+            route = routes.get(parts[1])
+            if route is None:
+                route = routes[parts[1]] = out.tenants.add(
+                    tenant=f"tenants/{parts[1]}", state=tenants_pb2.Tenant.STATE_ACTIVE
+                )
+            route.datasets.add(dataset=ds.name, active=ds.active, data_hint=ds.data_hint)
+        parsed = parse_key(self.settings.ingest_key)
+        if parsed is not None:
+            if self._local_hash is None:
+                self._local_hash = await asyncio.to_thread(PasswordHasher().hash, self.settings.ingest_key)
+            out.credentials.add(prefix=parsed.prefix, argon2_hash=self._local_hash, key="local")
+        return out
+
     async def apply(self, update: agent_pb2.ConfigUpdate) -> None:
+        if update.config_type == "datasets" and self.settings.config_mode == "local-only":
+            local = agent_pb2.ConfigUpdate(config_type="tenants", version=update.version)
+            local.tenants.CopyFrom(await self._local_tenants(update.datasets))
+            update = local
         await super().apply(update)
         if update.config_type == "tenants":
             # Both switch together (no await between): a removed key stops working now.

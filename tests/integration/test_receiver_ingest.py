@@ -364,3 +364,48 @@ def test_memory_ack_answers_202_and_still_uploads(site: Site) -> None:
 
     eventually(accepted, timeout=20)
     eventually(lambda: len(objects(site.tmp / "objects", site.tenant)) >= 1, timeout=20)
+
+
+def test_local_only_receiver_takes_its_datasets_and_ingest_key_from_the_config_file(tmp_path: Path) -> None:
+    key = "floe_s_local_" + "k" * 43
+    config = tmp_path / "receiver.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "ingest_key": key,
+                "datasets": [{"name": "tenants/edge/datasets/logs", "active": True, "data_hint": "ndjson"}],
+            }
+        )
+    )
+    store = tmp_path / "objects"
+    agent = AgentProcess(
+        "receiver",
+        "local-receiver",
+        tmp_path / "agents",
+        "--config", str(config),
+        "--webhook-listen", "127.0.0.1:0",
+        "--object-store", str(store),
+        config_mode="local-only",
+    ).start()  # fmt: skip
+    try:
+        webhook = agent.addresses["webhook"]
+        auth = {"Authorization": f"Bearer {key}"}
+        eventually(lambda: post(webhook, "/edge/logs", b'{"n": 1}\n', auth)[0] == 200, timeout=15)
+        status, _, body = post(webhook, "/edge/logs", b'{"n": 2}\n', {"Authorization": "Bearer floe_s_x_" + "y" * 43})
+        assert (status, body["error"]["code"]) == (401, "invalid_key")
+        status, _, body = post(webhook, "/edge/other", b'{"n": 3}\n', auth)
+        assert status == 404
+        eventually(lambda: len(objects(store, "edge")) >= 1, timeout=20)
+    finally:
+        agent.stop()
+
+
+def test_local_only_receiver_without_ingest_key_refuses_to_start(tmp_path: Path) -> None:
+    config = tmp_path / "receiver.yaml"
+    config.write_text(json.dumps({"datasets": [{"name": "tenants/edge/datasets/logs", "active": True}]}))
+    agent = AgentProcess(
+        "receiver", "bad-receiver", tmp_path / "agents", "--config", str(config), config_mode="local-only"
+    )
+    with pytest.raises(AssertionError) as err:
+        agent.start(timeout=15)
+    assert "ingest_key" in str(err.value)
