@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections import deque
 from collections.abc import Iterable
 
 import grpc
@@ -62,7 +63,9 @@ class Verifier:
 
     def __init__(self, secret: str) -> None:
         self.secret = secret
-        self._seen: dict[str, int] = {}
+        self._seen: set[str] = set()
+        #: (expires, nonce) in arrival order, which is expiry order give or take clock skew.
+        self._expiry: deque[tuple[int, str]] = deque()
 
     def verify(self, metadata: Iterable[tuple[str, str | bytes]], method: str, scope: str) -> str:
         """Return the caller named by the control plane, or raise UNAUTHENTICATED."""
@@ -85,9 +88,13 @@ class Verifier:
         self._forget(now)
         if nonce in self._seen:
             raise _unauthenticated("forwarding signature already used")
-        self._seen[nonce] = expires
+        self._seen.add(nonce)
+        self._expiry.append((expires, nonce))
         return caller
 
     def _forget(self, now: float) -> None:
-        if len(self._seen) > 1024 or any(e < now - _SKEW for e in list(self._seen.values())[:8]):
-            self._seen = {n: e for n, e in self._seen.items() if e >= now - _SKEW}
+        """Drop nonces whose signatures have expired (those are refused as expired anyway); a
+        few calls at a time, never a pass over all of them."""
+        expiry = self._expiry
+        while expiry and expiry[0][0] < now - _SKEW:
+            self._seen.discard(expiry.popleft()[1])

@@ -8,6 +8,7 @@ deleted dataset stops being queryable even while its files remain.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
@@ -92,8 +93,11 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                 max_rows=request.max_rows,
                 json=request.format == query_pb2.RESULT_FORMAT_JSON,
             )
-            async for response in self.engine.execute(job):
-                yield response
+            # Closed at once when the call ends early (cancelled, or the caller went away): the
+            # statement stops and its database is handed back now, not when the generator is collected.
+            async with contextlib.aclosing(self.engine.execute(job)) as responses:
+                async for response in responses:
+                    yield response
         except grpc.aio.AbortError:
             raise
         except Exception as exc:

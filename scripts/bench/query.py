@@ -11,9 +11,12 @@ top-N and a text search (``message LIKE '%...%'``) — three ways, ``--repeat`` 
 - ``service``: a real control plane and ``floe agent query`` process, called through the
   control plane with the SDK (two gRPC hops, authorization, forwarding signature).
 
-Prints the median and range in ms, rows/s (rows in the files the query covers / median time)
-and the ratio to DuckDB. Target (issue 7): service <= 1.15x DuckDB. Both sides use the same
-number of DuckDB threads (``--threads``).
+The three paths take turns within each repetition, so load from other work on the machine falls
+on all of them alike. Prints the median and range in ms, rows/s (rows in the files the query
+covers / median time) and the ratio to DuckDB, plus the service's own elapsed time per call
+(``in-agent``, from its summary: the difference to ``service`` is the two gRPC hops and the SDK).
+Target (issue 7): service <= 1.15x DuckDB. Both sides use the same number of DuckDB threads
+(``--threads``), the same files and the same SQL.
 
     python scripts/bench/query.py
     python scripts/bench/query.py --rows 1000000 --repeat 3
@@ -23,9 +26,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +48,7 @@ from agents.query.engine import Engine, QueryJob
 from agents.query.session import Limits
 from agents.runtime.layout import parquet_key
 from agents.runtime.objectstore import LocalStore
+from floe import Client
 from scripts.bench._common import Server
 
 TENANT, DATASET = "bench", "syslog"
@@ -92,17 +96,13 @@ def generate(root: Path, rows: int, hours: int) -> int:
     return per * hours
 
 
-def timed(fn: Callable[[], object], repeat: int) -> list[float]:
-    fn()  # warm the page cache and footers once
-    out = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
+Runner = Callable[[str, tuple[datetime, datetime] | None], object]
 
 
-def plain_duckdb(root: Path, threads: int) -> Callable[[str, tuple[datetime, datetime] | None], object]:
+def plain_duckdb(root: Path, threads: int) -> Runner:
+    """Plain DuckDB: one connection with the service's ``threads`` (its other settings DuckDB's
+    defaults, which the service's lock-down does not change for reading Parquet: no Parquet
+    metadata cache, no local file cache)."""
     glob = str(root / TENANT / DATASET / "data/parquet/**/*.parquet")
     con = duckdb.connect(config={"threads": threads})
     src = f"read_parquet('{glob}', hive_partitioning=true, hive_types_autocast=false, union_by_name=true)"
@@ -115,6 +115,22 @@ def plain_duckdb(root: Path, threads: int) -> Callable[[str, tuple[datetime, dat
                 f"AND timestamp < '{window[1].isoformat()}'::TIMESTAMPTZ)"
             )
         return con.sql(sql.replace("FROM syslog", f"FROM {view} AS syslog")).to_arrow_table()
+
+    return run
+
+
+def engine_path(engine: Engine, loop: asyncio.AbstractEventLoop) -> Runner:
+    def run(sql: str, window: tuple[datetime, datetime] | None) -> object:
+        job = QueryJob(TENANT, DATASET, sql, "", window[0] if window else None, window[1] if window else None,
+                       0, False)  # fmt: skip
+
+        async def drain() -> int:
+            size = 0
+            async for response in engine.execute(job):
+                size += len(response.chunk.arrow_ipc)
+            return size
+
+        return loop.run_until_complete(drain())
 
     return run
 
@@ -136,35 +152,22 @@ def main() -> int:
             print(f"generated {total:,} rows in {args.hours} hourly files in {time.perf_counter() - t:.1f}s")
         total = sum(pq.ParquetFile(p).metadata.num_rows for p in data.rglob("*.parquet"))
         covered = {name: total if w is None else total * 2 // args.hours for name, (_, w) in QUERIES.items()}
-        results: dict[str, dict[str, list[float]]] = {name: {} for name in QUERIES}
-
-        baseline = plain_duckdb(data, args.threads)
-        for name, (sql, window) in QUERIES.items():
-            results[name]["duckdb"] = timed(functools.partial(baseline, sql, window), args.repeat)
-
         limits = Limits(0, 10_000_000, True, 600.0, "4GiB", args.threads, 1)
         engine = Engine(LocalStore(data), limits, work / "spill", None)
         loop = asyncio.new_event_loop()
-
-        def via_engine(sql: str, window: tuple[datetime, datetime] | None) -> object:
-            job = QueryJob(TENANT, DATASET, sql, "", window[0] if window else None, window[1] if window else None,
-                           0, False)  # fmt: skip
-
-            async def drain() -> int:
-                size = 0
-                async for response in engine.execute(job):
-                    size += len(response.chunk.arrow_ipc)
-                return size
-
-            return loop.run_until_complete(drain())
-
-        for name, (sql, window) in QUERIES.items():
-            results[name]["engine"] = timed(functools.partial(via_engine, sql, window), args.repeat)
-        loop.run_until_complete(engine.close())
-        loop.close()
-
-        results = service_runs(work, data, args, results)
-        print(f"\n{total:,} rows, {args.threads} DuckDB threads, median of {args.repeat} (range) in ms\n")
+        try:
+            with Service(work, data, args.threads) as service:
+                paths = {
+                    "duckdb": plain_duckdb(data, args.threads),
+                    "engine": engine_path(engine, loop),
+                    "service": service.run,
+                }
+                results = measure(paths, args.repeat, service)
+        finally:
+            loop.run_until_complete(engine.close())
+            loop.close()
+        print(f"\n{total:,} rows, {args.threads} DuckDB threads, median of {args.repeat} (range) in ms")
+        print("paths interleaved per repetition; in-agent: the service's own elapsed time (its summary)\n")
         print(f"{'query':<12} {'path':<8} {'median':>8} {'range':>17} {'rows/s':>14} {'vs duckdb':>9}")
         for name, by_path in results.items():
             base = statistics.median(by_path["duckdb"])
@@ -178,58 +181,92 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def service_runs(
-    work: Path, data: Path, args: argparse.Namespace, results: dict[str, dict[str, list[float]]]
-) -> dict[str, dict[str, list[float]]]:
-    import subprocess
+def measure(paths: dict[str, Runner], repeat: int, service: Service) -> dict[str, dict[str, list[float]]]:
+    """Each query ``repeat`` times on every path, the paths taking turns within a repetition, so
+    load from other work on the machine falls on all of them alike. One warm-up run each first
+    (page cache, footers, the service's per-dataset database)."""
+    results: dict[str, dict[str, list[float]]] = {}
+    for name, (sql, window) in QUERIES.items():
+        times: dict[str, list[float]] = {path: [] for path in paths}
+        for run in paths.values():
+            run(sql, window)
+        service.inside.clear()
+        for _ in range(repeat):
+            for path, run in paths.items():
+                t = time.perf_counter()
+                run(sql, window)
+                times[path].append(time.perf_counter() - t)
+        times["in-agent"] = list(service.inside)
+        results[name] = times
+    return results
 
-    from floe import Client
-    from floe.v1 import common_pb2, datasets_pb2, keys_pb2
 
-    server = Server(work / "cp", ["--agent-heartbeat-interval", "2s"])
-    server.start()
-    agent = None
-    try:
-        with Client(server.grpc, api_key=server.admin_key, retries=0, timeout=600) as admin:
+class Service:
+    """A real control plane and ``floe agent query`` process; ``run`` calls it through the
+    control plane with the SDK (two gRPC hops, authorization, forwarding signature)."""
+
+    def __init__(self, work: Path, data: Path, threads: int) -> None:
+        self.work = work
+        self.data = data
+        self.threads = threads
+        self.server = Server(work / "cp", ["--agent-heartbeat-interval", "2s"])
+        self.agent: subprocess.Popen[bytes] | None = None
+        self.admin: Client | None = None
+        #: The agent's own elapsed time of each call (from its summary).
+        self.inside: list[float] = []
+
+    def __enter__(self) -> Service:
+        from floe.v1 import common_pb2, datasets_pb2, keys_pb2
+
+        self.server.start()
+        try:
+            self.admin = admin = Client(self.server.grpc, api_key=self.server.admin_key, retries=0, timeout=600)
             admin.tenants.create(TENANT)
             source = datasets_pb2.Source(type=datasets_pb2.SOURCE_TYPE_SYSLOG_UDP, port=5514)
             admin.datasets.create(TENANT, DATASET, datasets_pb2.Dataset(source=source))
             _, key = admin.keys.create(common_pb2.ROLE_AGENT, kind=keys_pb2.KEY_KIND_SERVICE)
-            key_file = work / "agent.key"
+            key_file = self.work / "agent.key"
             key_file.write_text(key)
             argv = [
                 sys.executable, "-m", "floe.cli", "agent", "query",
-                "--agent-name", "bench-query", "--data-dir", str(work / "agents"),
+                "--agent-name", "bench-query", "--data-dir", str(self.work / "agents"),
                 "--api-listen", "127.0.0.1:0", "--query-grpc-listen", "127.0.0.1:0",
-                "--control-url", server.grpc, "--api-key-file", str(key_file),
-                "--parquet-store", str(data), "--log-level", "warning",
+                "--control-url", self.server.grpc, "--api-key-file", str(key_file),
+                "--parquet-store", str(self.data), "--log-level", "warning",
                 "--query-max-time-range", "0", "--query-max-rows", "10000000",
-                "--query-threads", str(args.threads), "--query-memory-limit", "4GiB",
+                "--query-threads", str(self.threads), "--query-memory-limit", "4GiB",
             ]  # fmt: skip
-            agent = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=(work / "agent.log").open("wb"))
+            log = (self.work / "agent.log").open("wb")
+            self.agent = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
             deadline = time.monotonic() + 60
             while True:
                 try:
                     admin.query.execute("SELECT 1 AS x FROM syslog LIMIT 1", dataset=f"{TENANT}/{DATASET}")
                     break
                 except Exception:
-                    if time.monotonic() > deadline or agent.poll() is not None:
+                    if time.monotonic() > deadline or self.agent.poll() is not None:
                         raise
                     time.sleep(0.2)
-            for name, (sql, window) in QUERIES.items():
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
 
-                def call(s: str = sql, w: tuple[datetime, datetime] | None = window) -> object:
-                    return admin.query.execute(
-                        s, dataset=f"{TENANT}/{DATASET}", start=w[0] if w else None, end=w[1] if w else None
-                    )
+    def run(self, sql: str, window: tuple[datetime, datetime] | None) -> object:
+        assert self.admin is not None
+        result = self.admin.query.execute(
+            sql, dataset=f"{TENANT}/{DATASET}", start=window[0] if window else None, end=window[1] if window else None
+        )
+        self.inside.append(result.summary.elapsed.ToNanoseconds() / 1e9)
+        return result
 
-                results[name]["service"] = timed(call, args.repeat)
-    finally:
-        if agent is not None:
-            agent.terminate()
-            agent.wait(15)
-        server.stop()
-    return results
+    def __exit__(self, *exc: object) -> None:
+        if self.admin is not None:
+            self.admin.close()
+        if self.agent is not None:
+            self.agent.terminate()
+            self.agent.wait(15)
+        self.server.stop()
 
 
 if __name__ == "__main__":
