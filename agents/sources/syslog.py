@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -53,27 +54,28 @@ _MONTH_SET = pa.array(_MONTHS)
 # the full grammar is kept raw rather than guessed at as RFC 3164.
 _IS_5424 = r"^<\d{1,3}>1 "
 _SD_ELEMENT = r'\[[^\] "=]+(?: [^\] "=]+="(?:[^"\\]|\\.)*")*\]'
+# At most four groups: RE2 extracts up to four groups of an unambiguous pattern with its fast
+# one-pass matcher, more with a backtracker several times slower. PRI, TIMESTAMP, HOSTNAME and
+# APP-NAME are the first space-separated parts of ``head``.
 _RFC5424 = (
-    r"(?s)^<(?P<pri>\d{1,3})>1 (?P<ts>[^ ]+) (?P<host>[^ ]+) (?P<app>[^ ]+) (?P<proc>[^ ]+) (?P<msgid>[^ ]+) "
-    rf"(?P<sd>-|(?:{_SD_ELEMENT})+)(?:$| \x{{FEFF}}?)"
+    r"(?s)^(?P<head><\d{1,3}>1 [^ ]+ [^ ]+ [^ ]+ (?P<proc>[^ ]+) (?P<msgid>[^ ]+) "
+    rf"(?P<sd>-|(?:{_SD_ELEMENT})+)(?:$| \x{{FEFF}}?))"
 )
-# Both patterns match the header only: the message is what remains once the header is cut off with
-# a second, DFA-only pass (replace_substring_regex). Capturing a long message as a group makes
-# RE2 fall back to its slow NFA over the whole line, about 3x slower in total. Counted repeats
-# ({1,48}) are avoided for the same reason: they multiply RE2's states; field lengths are not enforced.
+# Both patterns match the header only (group ``head``, the whole match): the message is the bytes
+# after it, cut out with numpy. Capturing a long message as a group makes RE2 fall back to its slow
+# NFA over the whole line, about 3x slower in total. Counted repeats ({1,48}) are avoided for the
+# same reason: they multiply RE2's states; field lengths are not enforced.
 # RFC 3164 as seen in practice: every header part is optional. A HOSTNAME is only looked for after
 # a TIMESTAMP and never ends in ':' (that is a TAG); ISO timestamps (rsyslog's forward format) too.
 _RFC3164 = (
-    r"(?s)^<(?P<pri>\d{1,3})>"
+    r"(?s)^(?P<head><(?P<pri>\d{1,3})>"
     rf"(?:(?:(?P<mon>{'|'.join(_MONTHS)}) (?P<day>[ \d]\d) (?P<hms>\d\d:\d\d:\d\d)"
     r"|(?P<iso>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)))"
     r"(?:$| (?:(?P<host>[^ \[\]]*[^ :\[\]]) )?))?"
-    r"(?:(?P<tag>[^ :\[\]]+)(?:\[(?P<pid>[^\]]*)\])?: ?)?"
+    r"(?:(?P<tag>[^ :\[\]]+)(?:\[(?P<pid>[^\]]*)\])?: ?)?)"
 )
-_ISO_TS = (
-    r"^(?P<base>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(?P<frac>\d{1,9}))?"
-    r"(?:[Zz]|(?P<sign>[+-])(?P<hh>\d\d):?(?P<mm>\d\d))$"
-)
+# Three groups (one-pass, see above): the offset is cut into sign, hours and minutes afterwards.
+_ISO_TS = r"^(?P<base>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(?P<frac>\d{1,9}))?(?:[Zz]|(?P<offset>[+-]\d\d:?\d\d))$"
 # Applied to binary (RE2 in Latin-1 mode, so each \xNN is one byte): the rows that are valid UTF-8.
 _VALID_UTF8 = (
     r"(?s)^(?:[\x00-\x7F]|[\xC2-\xDF][\x80-\xBF]|\xE0[\xA0-\xBF][\x80-\xBF]|[\xE1-\xEC\xEE\xEF][\x80-\xBF]{2}"
@@ -98,25 +100,31 @@ def parse_syslog(
     """
     n = len(lines)
     text = as_text(lines)
-    text = pc.replace_substring_regex(text, pattern=_TRAILING_NEWLINE, replacement="", max_replacements=1)
+    if _ends_with_newline(text):
+        text = pc.replace_substring_regex(text, pattern=_TRAILING_NEWLINE, replacement="", max_replacements=1)
     received = _received(received_at, n)
 
     is5424 = pc.fill_null(pc.match_substring_regex(text, pattern=_IS_5424), False)
-    text5, text3 = pc.if_else(is5424, text, ""), pc.if_else(is5424, "", text)
-    s5 = pc.extract_regex(text5, pattern=_RFC5424)
-    s3 = pc.extract_regex(text3, pattern=_RFC3164)
+    # Other lines fail the RFC 5424 pattern at its start, while the RFC 3164 one (all optional
+    # after <PRI>) would match RFC 5424 lines too: hide those from it.
+    s5 = pc.extract_regex(text, pattern=_RFC5424)
+    s3 = pc.extract_regex(pc.if_else(is5424, "", text), pattern=_RFC3164)
     ok5 = pc.and_(is5424, s5.is_valid())
     ok3 = pc.and_(pc.invert(is5424), s3.is_valid())
+    # "<PRI>1", TIMESTAMP, HOSTNAME, APP-NAME and the rest of each RFC 5424 header (null elsewhere).
+    start5 = pc.split_pattern(pc.if_else(ok5, _field(s5, "head"), None), " ", max_splits=4)
+    pri5 = pc.utf8_slice_codeunits(pc.list_element(start5, 0), 1, -2)
+    ts5, host5, app5 = (pc.list_element(start5, i) for i in (1, 2, 3))
 
     # Unmatched rows hold "", which does not cast: pad it to "0" (masked out just below).
-    pri = pc.cast(pc.utf8_lpad(pc.if_else(ok5, _field(s5, "pri"), _field(s3, "pri")), 1, "0"), pa.int16())
+    pri = pc.cast(pc.utf8_lpad(pc.if_else(ok5, pri5, _field(s3, "pri")), 1, "0"), pa.int16())
     pri = pc.if_else(pc.or_(ok5, ok3), pri, None)
     parsed = pc.fill_null(pc.less_equal(pri, _MAX_PRI), False)
     ok5 = pc.and_(ok5, parsed)
     ok3 = pc.and_(ok3, parsed)
     pri = pc.if_else(parsed, pri, None)
 
-    ts_iso = _parse_iso(pc.if_else(ok5, _field(s5, "ts"), _field(s3, "iso")))
+    ts_iso = _parse_iso(pc.if_else(ok5, ts5, _field(s3, "iso")))
     ts_bsd = _parse_bsd(s3, received)
     ts = pc.if_else(parsed, pc.coalesce(ts_iso, ts_bsd), None)
     timestamp = pc.coalesce(ts, received) if n else pa.array([], TIMESTAMP_TYPE)
@@ -125,12 +133,12 @@ def parse_syslog(
         "timestamp": timestamp,
         "facility": pc.cast(pc.shift_right(pri, 3), pa.int8()),
         "severity": pc.cast(pc.bit_wise_and(pri, 7), pa.int8()),
-        "hostname": pc.coalesce(_present(ok5, _field(s5, "host"), "-"), _present(ok3, _field(s3, "host"), "")),
-        "app_name": pc.coalesce(_present(ok5, _field(s5, "app"), "-"), _present(ok3, _field(s3, "tag"), "")),
+        "hostname": pc.coalesce(_present(ok5, host5, "-"), _present(ok3, _field(s3, "host"), "")),
+        "app_name": pc.coalesce(_present(ok5, app5, "-"), _present(ok3, _field(s3, "tag"), "")),
         "proc_id": pc.coalesce(_present(ok5, _field(s5, "proc"), "-"), _present(ok3, _field(s3, "pid"), "")),
         "msg_id": _present(ok5, _field(s5, "msgid"), "-"),
         "structured_data": _present(ok5, _field(s5, "sd"), "-"),
-        "message": pc.if_else(ok5, _strip(text5, _RFC5424), pc.if_else(ok3, _strip(text3, _RFC3164), text)),
+        "message": _after_header(text, ok5, s5, ok3, s3),
         "source_ip": _source_ips(source_ips, n),
         "raw": text,
         "format": pc.if_else(ok5, "rfc5424", pc.if_else(ok3, "rfc3164", "raw")),
@@ -197,8 +205,42 @@ def _field(struct: pa.StructArray, name: str) -> pa.Array:
     return struct.field(name)
 
 
-def _strip(text: pa.Array, header: str) -> pa.Array:
-    return pc.replace_substring_regex(text, pattern=header, replacement="", max_replacements=1)
+def _ends_with_newline(text: pa.Array) -> bool:
+    """Whether any line ends with CR or LF (looking at each line's last byte only)."""
+    if not len(text):
+        return False
+    offsets, data = _buffers(text)
+    ends = offsets[1:][offsets[1:] > offsets[:-1]] - 1
+    return bool(ends.size) and bool(np.isin(data[ends], (0x0A, 0x0D)).any())
+
+
+def _after_header(text: pa.Array, ok5: Any, s5: pa.StructArray, ok3: Any, s3: pa.StructArray) -> pa.Array:
+    """The message: each line's bytes after its RFC 5424 or RFC 3164 header (the ``head`` group),
+    the whole line where neither parsed. Cut out of the text buffer with numpy in one copy."""
+    n = len(text)
+    head5, head3 = pc.binary_length(_field(s5, "head")), pc.binary_length(_field(s3, "head"))
+    skip = pc.fill_null(pc.if_else(ok5, head5, pc.if_else(ok3, head3, 0)), 0)
+    skip = skip.to_numpy(zero_copy_only=False).astype(np.int64)
+    if not n or not skip.any():
+        return text
+    offsets, data = _buffers(text)
+    base, lengths = int(offsets[0]), np.diff(offsets).astype(np.int64)
+    spans = np.empty(2 * n, np.int64)
+    spans[0::2], spans[1::2] = skip, lengths - skip
+    keep = np.repeat(np.tile(np.array([False, True]), n), spans)
+    out_offsets = np.zeros(n + 1, np.int32)
+    np.cumsum(lengths - skip, out=out_offsets[1:])
+    validity = text.is_valid().buffers()[1] if text.null_count else None
+    body = data[base : int(offsets[-1])][keep]
+    return pa.StringArray.from_buffers(n, pa.py_buffer(out_offsets), pa.py_buffer(body), validity, text.null_count)
+
+
+def _buffers(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A string array's offsets (for its slice) and its data buffer, as numpy views."""
+    buffers = text.buffers()
+    offsets = np.frombuffer(buffers[1], np.int32)[text.offset : text.offset + len(text) + 1]
+    data = np.frombuffer(buffers[2], np.uint8) if buffers[2] is not None else np.zeros(0, np.uint8)
+    return offsets, data
 
 
 def _present(ok: pa.Array, values: pa.Array, nil: str) -> pa.Array:
@@ -212,9 +254,10 @@ def _parse_iso(strings: pa.Array) -> pa.Array:
     base = pc.strptime(parts.field("base"), format="%Y-%m-%dT%H:%M:%S", unit="us", error_is_null=True)
     base = pc.if_else(parts.is_valid(), base, None)
     frac = pc.utf8_rpad(pc.utf8_slice_codeunits(parts.field("frac"), 0, 6), 6, "0")
-    sign = pc.if_else(pc.equal(parts.field("sign"), "-"), -1, 1)
-    hh = pc.cast(pc.utf8_lpad(parts.field("hh"), 2, "0"), pa.int64())
-    mm = pc.cast(pc.utf8_lpad(parts.field("mm"), 2, "0"), pa.int64())
+    offset = parts.field("offset")  # "+hh:mm", "+hhmm", or "" for Z
+    sign = pc.if_else(pc.starts_with(offset, "-"), -1, 1)
+    hh = pc.cast(pc.utf8_lpad(pc.utf8_slice_codeunits(offset, 1, 3), 2, "0"), pa.int64())
+    mm = pc.cast(pc.utf8_lpad(pc.utf8_slice_codeunits(offset, -2), 2, "0"), pa.int64())
     offset_us = pc.multiply(pc.multiply(pc.add(pc.multiply(hh, 3600), pc.multiply(mm, 60)), sign), 1_000_000)
     us = pc.subtract(pc.add(base.cast(pa.int64()), pc.cast(frac, pa.int64())), offset_us)
     return us.cast(TIMESTAMP_TYPE)

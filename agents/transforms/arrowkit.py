@@ -51,7 +51,10 @@ def duck() -> duckdb.DuckDBPyConnection:
 
 
 def to_array(values: ArrayLike) -> pa.Array:
-    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    """``values`` as one array (a single chunk as it is, without copying)."""
+    if isinstance(values, pa.ChunkedArray):
+        return values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
+    return values
 
 
 def false_mask(n: int) -> pa.BooleanArray:

@@ -25,9 +25,11 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _TRUE = pa.array(["true", "t", "yes", "y", "on", "1"])
 _FALSE = pa.array(["false", "f", "no", "n", "off", "0"])
 _UNIX_SCALE = {"unix_s": 1_000_000, "unix_ms": 1_000, "unix_us": 1, "unix_ns": -1_000}
+# Four groups at most, so RE2 uses its one-pass matcher: the offset is cut into sign, hours and
+# minutes afterwards.
 _RFC3339 = (
     r"^(?P<base>\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d)(?:[.,](?P<frac>\d{1,9}))?"
-    r"(?P<zone>[Zz]|(?P<sign>[+-])(?P<hh>\d\d):?(?P<mm>\d\d))?$"
+    r"(?P<zone>[Zz]|(?P<offset>[+-]\d\d:?\d\d))?$"
 )
 _FRACTION = r"^(?P<head>.*?:\d\d)[.,](?P<frac>\d{1,9})(?P<tail>.*)$"
 #: Dictionaries larger than this are hashed by DuckDB, smaller ones by hashlib (measured crossover).
@@ -179,9 +181,10 @@ def _rfc3339(text: Any, tz: str) -> pa.Array:
     naive = pc.add(base.cast(pa.int64()), pc.fill_null(frac, 0))
     zone = parts.field("zone")
     has_offset = pc.fill_null(pc.not_equal(zone, ""), False)
-    sign = pc.if_else(pc.equal(parts.field("sign"), "-"), -1, 1)
-    hh = pc.cast(pc.utf8_lpad(parts.field("hh"), 2, "0"), pa.int64())
-    mm = pc.cast(pc.utf8_lpad(parts.field("mm"), 2, "0"), pa.int64())
+    zone_offset = parts.field("offset")  # "+hh:mm", "+hhmm", or "" (Z or none)
+    sign = pc.if_else(pc.starts_with(zone_offset, "-"), -1, 1)
+    hh = pc.cast(pc.utf8_lpad(pc.utf8_slice_codeunits(zone_offset, 1, 3), 2, "0"), pa.int64())
+    mm = pc.cast(pc.utf8_lpad(pc.utf8_slice_codeunits(zone_offset, -2), 2, "0"), pa.int64())
     offset = pc.fill_null(pc.multiply(pc.multiply(pc.add(pc.multiply(hh, 3600), pc.multiply(mm, 60)), sign), 10**6), 0)
     utc = pc.subtract(naive, offset).cast(TIMESTAMP)
     local = _zoned(naive.cast(pa.timestamp("us")), tz)
@@ -229,42 +232,79 @@ def salted_sha256(values: ArrayLike, salt: str) -> ArrayLike:
 
 # -- mask -------------------------------------------------------------------------------------
 
-_MARKERS = ("\x1e", "\ue000", "\ue001", "\ue002", "\ufdd0")
+#: One-byte characters that wrap matches while masking; the first one absent from the text is used.
+_MARKERS: Final = ("\x1e", "\x1f", "\x1d", "\x1c", "\x1a", "\x19", "\x18", "\x17")
 
 
 def mask_matches(values: ArrayLike, pattern: str, mask_char: str, keep_last: int) -> ArrayLike:
     """Every match of ``pattern`` in ``values``' text replaced by ``mask_char`` repeated, keeping
     the match's last ``keep_last`` characters. Non-matching text and nulls are unchanged.
 
-    One RE2 pass wraps each match in a marker character, the text is split at the markers (odd
-    pieces are matches), the matches are masked, and the pieces are joined again."""
+    One RE2 pass (``replace_substring_regex``) wraps each match in a one-byte marker absent from the
+    text; the markers' positions give the matches' places in the text, whose copy is then masked
+    with numpy, touching only the matched bytes (plus one compacting copy when multi-byte
+    characters are masked, as each becomes one ``mask_char``)."""
     text = to_array(as_text(values))
-    hit = pc.fill_null(pc.match_substring_regex(text, pattern=pattern), False)
-    if not hit.true_count:
+    if not len(text):
         return text
-    if hit.true_count < len(text):  # mask only the rows with a match, then put them back
-        return pc.replace_with_mask(text, hit, _mask_all(text.filter(hit), pattern, mask_char, keep_last))
-    return _mask_all(text, pattern, mask_char, keep_last)
-
-
-def _mask_all(text: pa.Array, pattern: str, mask_char: str, keep_last: int) -> pa.Array:
-    marker = next((m for m in _MARKERS if not pc.any(pc.match_substring(text, m)).as_py()), None)
+    offsets, data = _string_buffers(text)
+    region = data[offsets[0] : offsets[-1]]
+    marker = next((m for m in _MARKERS if not (region == ord(m)).any()), None)
     if marker is None:  # every marker occurs in the data: rare enough for Python
         regex = re.compile(pattern)
         return pa.array([None if v is None else regex.sub(lambda m: _mask(m.group(0), mask_char, keep_last), v)
                          for v in text.to_pylist()], pa.string())  # fmt: skip
     marked = pc.replace_substring_regex(text, pattern=pattern, replacement=f"{marker}\\0{marker}")
-    pieces = pc.split_pattern(marked, marker)
-    flat = pc.list_flatten(pieces)
-    offsets = pieces.offsets.to_numpy()
-    parents = pc.list_parent_indices(pieces).to_numpy()
-    is_match = pa.array((np.arange(len(flat)) - offsets[parents]) % 2 == 1)
-    length = pc.utf8_length(flat)
-    tail = pc.utf8_slice_codeunits(flat, -keep_last) if keep_last else pa.scalar("", pa.string())
-    stars = pc.binary_repeat(mask_char, pc.subtract(length, pc.utf8_length(tail) if keep_last else 0))
-    masked = pc.if_else(is_match, pc.binary_join_element_wise(stars, tail, ""), flat)
-    rebuilt = pa.ListArray.from_arrays(pieces.offsets, masked, mask=pieces.is_null())
-    return to_array(pc.binary_join(rebuilt, ""))
+    marked_offsets, marked_data = _string_buffers(marked)
+    found = np.flatnonzero(marked_data[marked_offsets[0] : marked_offsets[-1]] == ord(marker))
+    if not found.size:
+        return text
+    # Where each match is in the unmarked text: 2i markers precede match i's opening marker.
+    before = np.arange(0, found.size, 2)
+    opens, closes = found[0::2] - before, found[1::2] - before - 1  # match i: region[opens[i]:closes[i]]
+    fill = mask_char.encode()
+    # A multi-byte mask character is written as the (one-byte) marker first, then swapped in by Arrow.
+    fill_byte = fill[0] if len(fill) == 1 else ord(marker)
+    out = region.copy()
+    base = int(offsets[0])
+    new_offsets = offsets - base
+    if int(region.max(initial=0)) < 0x80:  # ASCII: a character is a byte; mask each match but its last bytes
+        out[_ranges(opens, np.maximum(closes - opens - keep_last, 0))] = fill_byte
+    else:  # a character's rank from the match's end, counted over its lead (non-continuation) bytes
+        lengths = closes - opens
+        pos = _ranges(opens, lengths)
+        first = np.cumsum(lengths) - lengths  # where each match starts in `pos`
+        is_lead = (region[pos] & 0xC0) != 0x80
+        seen = np.concatenate(([0], np.cumsum(is_lead)))
+        chars = np.repeat(seen[first + lengths], lengths)  # leads up to each match's end
+        masked = chars - seen[1:] + 1 > keep_last  # the character's rank from the match's end
+        out[pos[masked & is_lead]] = fill_byte
+        dropped = pos[masked & ~is_lead]  # continuation bytes of masked characters: one mask each
+        if dropped.size:
+            keep = np.ones(len(region), np.bool_)
+            keep[dropped] = False
+            out = out[keep]
+            new_offsets = new_offsets - np.searchsorted(dropped, new_offsets)
+    validity = text.is_valid().buffers()[1] if text.null_count else None
+    result = pa.StringArray.from_buffers(
+        len(text), pa.py_buffer(new_offsets.astype(np.int32)), pa.py_buffer(out), validity, text.null_count
+    )
+    return pc.replace_substring(result, marker, mask_char) if len(fill) > 1 else result
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The positions ``starts[i] .. starts[i] + lengths[i] - 1`` for every i, in order."""
+    positions: np.ndarray = np.arange(int(lengths.sum()), dtype=np.int64)
+    positions += np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+    return positions
+
+
+def _string_buffers(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A string array's offsets (for its slice) and its whole data buffer, as numpy views."""
+    buffers = values.buffers()
+    offsets = np.frombuffer(buffers[1], np.int32)[values.offset : values.offset + len(values) + 1]
+    data = np.frombuffer(buffers[2], np.uint8) if buffers[2] is not None else np.zeros(0, np.uint8)
+    return offsets, data
 
 
 def _mask(match: str, mask_char: str, keep_last: int) -> str:

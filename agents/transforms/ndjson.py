@@ -46,21 +46,41 @@ class JsonLines:
 
 def line_array(body: bytes) -> pa.Array:
     """The lines of ``body`` as a binary array, without their ``\\n``/``\\r\\n`` ends; blank lines kept."""
+    if len(body) < 2**31 - 1:  # Arrow splits at "\n" (memchr); lines ending in "\r" take the general way
+        whole = pa.Array.from_buffers(
+            pa.binary(), 1, [None, pa.py_buffer(np.array([0, len(body)], np.int32)), pa.py_buffer(body)]
+        )
+        lines = pc.list_flatten(pc.split_pattern(whole, "\n"))
+        if body.endswith(b"\n"):  # no line after the last newline
+            lines = lines.slice(0, len(lines) - 1)
+        buffers = lines.buffers()
+        offsets = np.frombuffer(buffers[1], np.int32)[lines.offset : lines.offset + len(lines) + 1]
+        ends = offsets[1:][offsets[1:] > offsets[:-1]] - 1
+        if not ends.size or not (np.frombuffer(buffers[2], np.uint8)[ends] == 13).any():
+            return lines
     data = np.frombuffer(body, np.uint8)
-    ends = np.flatnonzero(data == 10)
+    newlines = np.flatnonzero(data == 10)
+    starts = np.concatenate(([0], newlines + 1))
+    ends = np.concatenate((newlines, [len(body)]))
+    if len(body) and body.endswith(b"\n"):  # no line after the last newline
+        starts, ends = starts[:-1], ends[:-1]
+    # A line ended by "\r\n" loses the "\r" too (a last line without "\n" keeps it).
+    crlf = (newlines > starts[: len(newlines)]) & (data[newlines - 1] == 13)
+    cr = newlines[crlf] - 1
+    ends[: len(newlines)][crlf] -= 1
     large = len(body) >= 2**31 - 1
-    dtype = np.int64 if large else np.int32
-    offsets = np.empty(len(ends) + 2, dtype)
-    offsets[0] = 0
-    offsets[1:-1] = ends + 1
-    offsets[-1] = len(body)
-    if len(body) and body.endswith(b"\n"):
-        offsets = offsets[:-1]
-    n = len(offsets) - 1
-    arr = pa.Array.from_buffers(
-        pa.large_binary() if large else pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(body)]
+    offsets = np.zeros(len(starts) + 1, np.int64 if large else np.int32)
+    np.cumsum(ends - starts, out=offsets[1:])
+    removed = np.sort(np.concatenate((newlines, cr))) if cr.size else newlines
+    if removed.size:
+        keep = np.ones(len(data), np.bool_)
+        keep[removed] = False
+        values = pa.py_buffer(data[keep])
+    else:
+        values = pa.py_buffer(body)
+    return pa.Array.from_buffers(
+        pa.large_binary() if large else pa.binary(), len(starts), [None, pa.py_buffer(offsets), values]
     )
-    return pc.replace_substring_regex(arr, pattern=r"\r?\n\z", replacement="", max_replacements=1)
 
 
 def read_json_lines(body: bytes, lines: Sequence[bytes] | None = None) -> JsonLines:

@@ -126,7 +126,8 @@ def _ndjson(body: bytes, received_at: int) -> ParseResult:
 def _syslog(body: bytes, received_at: int) -> ParseResult:
     lines = line_array(body)
     keep = pc.greater(pc.binary_length(lines), 0)
-    lines = lines.filter(keep)
+    if keep.false_count:
+        lines = lines.filter(keep)
     is_json = pc.starts_with(lines, pattern="{")
     if not pc.any(is_json).as_py():
         return ParseResult(parse_syslog(lines, None, received_at), _no_errors())
