@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import json
 import logging
 import time
@@ -39,7 +38,7 @@ from prometheus_client import Counter
 
 from agents.runtime.health import HealthBoard
 from agents.runtime.spool import Batch, CorruptBatchError, Spool, SpoolError
-from floe.backoff import Backoff
+from floe.backoff import Backoff, retry_after
 from floe.protocol import (
     HEADER_BATCH_ID,
     HEADER_CREATED_AT,
@@ -326,7 +325,7 @@ class Forwarder:
                 text = await resp.content.read(ERROR_BODY_LIMIT)
                 error = f"{receiver} answered {resp.status}: {_error_message(text, resp.reason)}"
                 if resp.status >= 500 or resp.status in (408, 429):
-                    return _Outcome(_Kind.TRANSIENT, error, _retry_after(resp.headers.get("Retry-After")))
+                    return _Outcome(_Kind.TRANSIENT, error, retry_after(resp.headers.get("Retry-After")))
                 if 300 <= resp.status < 400:
                     error += f" (redirected to {resp.headers.get('Location', '?')}; configure the final URL)"
                 return _Outcome(_Kind.PERMANENT, error)
@@ -433,17 +432,3 @@ def _error_message(body: bytes, reason: str | None) -> str:
     if text:
         return text[:500]
     return reason or "no message"
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())

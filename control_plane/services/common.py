@@ -7,10 +7,11 @@ from typing import TypeVar
 
 from control_plane.auth.principal import Principal, current_principal
 from control_plane.core.errors import FieldViolation, InvalidArgument, Unauthenticated
+from control_plane.core.names import parse_tenant_name
 from control_plane.core.pagination import Page
 from control_plane.store import Record, Store
 
-__all__ = ["fetch_page", "principal", "require"]
+__all__ = ["fetch_page", "list_parent", "principal", "require"]
 
 T = TypeVar("T")
 
@@ -55,3 +56,15 @@ async def fetch_page(
     has_more = len(out) > page.size
     out = out[: page.size]
     return out, page.next_token([r.name for r in out], has_more)
+
+
+def list_parent(parent: str, collection: str) -> str | None:
+    """The store parent a List call of a tenant's resources reads: ``parent`` itself, or for
+    ``tenants/-`` every tenant the caller sees (its own tenant, or None for all)."""
+    caller = principal()
+    if parent == "tenants/-":
+        caller.require_read(caller.tenant or "", collection)
+        return f"tenants/{caller.tenant}" if caller.tenant is not None else None
+    tenant_id = parse_tenant_name(parent, "parent")
+    caller.require_read(tenant_id, parent)
+    return parent

@@ -10,7 +10,7 @@ from control_plane.core.fieldmask import apply_update_mask
 from control_plane.core.names import check_id, dataset_name, parse_dataset_name, parse_tenant_name
 from control_plane.core.pagination import page_request
 from control_plane.core.resources import check_etag, from_record, to_body
-from control_plane.services.common import fetch_page, principal, require
+from control_plane.services.common import fetch_page, list_parent, principal, require
 from control_plane.services.dataset_tools import get_fields, preview_transformations, report_fields
 from control_plane.services.tenants import validate_labels
 from control_plane.store import Store, Transaction
@@ -92,18 +92,8 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
         return datasets_pb2.GetDatasetResponse(dataset=from_record(record, Dataset))
 
     async def ListDatasets(self, request: datasets_pb2.ListDatasetsRequest, context: Any) -> Any:
-        caller = principal()
         page = page_request(request.page_size, request.page_token, request.parent)
-        if request.parent == "tenants/-":
-            caller.require_read(caller.tenant or "", "datasets")
-            if caller.tenant is not None:
-                parent: str | None = f"tenants/{caller.tenant}"
-            else:
-                parent = None
-        else:
-            tenant_id = parse_tenant_name(request.parent, "parent")
-            caller.require_read(tenant_id, request.parent)
-            parent = request.parent
+        parent = list_parent(request.parent, "datasets")
         records, token = await fetch_page(self._store, "datasets", page, parent=parent)
         return datasets_pb2.ListDatasetsResponse(
             datasets=[from_record(r, Dataset) for r in records], next_page_token=token

@@ -13,7 +13,7 @@ from control_plane.core.fieldmask import apply_update_mask
 from control_plane.core.names import check_id, parse_tenant_name
 from control_plane.core.pagination import page_request
 from control_plane.core.resources import check_etag, from_record, to_body
-from control_plane.services.common import fetch_page, principal, require
+from control_plane.services.common import fetch_page, list_parent, principal, require
 from control_plane.services.tenants import validate_labels
 from control_plane.store import Store, Transaction
 from floe.v1 import exports_pb2, exports_pb2_grpc, tenants_pb2
@@ -98,15 +98,8 @@ class ExportServicer(exports_pb2_grpc.ExportServiceServicer):
         return exports_pb2.GetExportJobResponse(export_job=from_record(record, ExportJob))
 
     async def ListExportJobs(self, request: exports_pb2.ListExportJobsRequest, context: Any) -> Any:
-        caller = principal()
         page = page_request(request.page_size, request.page_token, request.parent)
-        if request.parent == "tenants/-":
-            caller.require_read(caller.tenant or "", "exports")
-            parent: str | None = f"tenants/{caller.tenant}" if caller.tenant is not None else None
-        else:
-            tenant_id = parse_tenant_name(request.parent, "parent")
-            caller.require_read(tenant_id, request.parent)
-            parent = request.parent
+        parent = list_parent(request.parent, "exports")
         records, token = await fetch_page(self._store, "exports", page, parent=parent)
         return exports_pb2.ListExportJobsResponse(
             export_jobs=[from_record(r, ExportJob) for r in records], next_page_token=token

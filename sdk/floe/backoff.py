@@ -1,10 +1,13 @@
-"""The retry policy every Floe client shares: jittered exponential backoff."""
+"""The retry policy every Floe client shares: jittered exponential backoff, and the reading of a
+server's own retry delay from an HTTP ``Retry-After`` header."""
 
 from __future__ import annotations
 
+import email.utils
 import random
+import time
 
-__all__ = ["Backoff"]
+__all__ = ["Backoff", "retry_after"]
 
 
 class Backoff:
@@ -32,3 +35,17 @@ class Backoff:
     def reset(self) -> None:
         """After a success: the next failure starts from ``initial`` again."""
         self._next = self.initial
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date); None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

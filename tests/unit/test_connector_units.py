@@ -12,10 +12,11 @@ from google.protobuf import json_format
 
 from agents.connector.cursor import GRACE, Cursor
 from agents.connector.sandbox import Sandbox
-from agents.connector.sinks.common import retry_after, split_items
+from agents.connector.sinks.common import split_items
 from agents.connector.sinks.webhook import as_json_array
 from agents.connector.spec import ExportJob, JobSpec, jobs_from_yaml, validate_job
 from agents.runtime.objectstore import ObjectInfo
+from floe.backoff import retry_after
 
 
 def job(doc: dict[str, object]) -> ExportJob:

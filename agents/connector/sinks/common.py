@@ -9,9 +9,7 @@ bodies in DuckDB; sinks only frame, send and interpret the answer.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import ssl
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -29,7 +27,6 @@ __all__ = [
     "Retryable",
     "Sink",
     "join_items",
-    "retry_after",
     "split_items",
 ]
 
@@ -99,20 +96,6 @@ def split_items(body: bytes, lines_per_item: int) -> list[bytes]:
 
 def join_items(items: list[bytes]) -> bytes:
     return b"".join(items)
-
-
-def retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date); None if absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 class HttpSink:

@@ -20,10 +20,10 @@ from agents.connector.sinks.common import (
     ItemFailure,
     Retryable,
     join_items,
-    retry_after,
     split_items,
 )
 from agents.connector.spec import JobSpec, read_secret
+from floe.backoff import retry_after
 
 __all__ = ["ElasticsearchSink"]
 

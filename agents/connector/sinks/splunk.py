@@ -27,11 +27,10 @@ from agents.connector.sinks.common import (
     ItemFailure,
     Retryable,
     join_items,
-    retry_after,
     split_items,
 )
 from agents.connector.spec import JobSpec, read_secret
-from floe.backoff import Backoff
+from floe.backoff import Backoff, retry_after
 
 __all__ = ["SplunkHecSink"]
 

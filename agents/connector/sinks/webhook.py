@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import gzip
 
-from agents.connector.sinks.common import DeliveryError, HttpSink, ItemFailure, RejectedBatch, Retryable, retry_after
+from agents.connector.sinks.common import DeliveryError, HttpSink, ItemFailure, RejectedBatch, Retryable
 from agents.connector.spec import JobSpec, read_secret
+from floe.backoff import retry_after
 from floe.v1 import exports_pb2
 
 __all__ = ["WebhookSink", "as_json_array"]
