@@ -409,3 +409,25 @@ def test_local_only_receiver_without_ingest_key_refuses_to_start(tmp_path: Path)
     with pytest.raises(AssertionError) as err:
         agent.start(timeout=15)
     assert "ingest_key" in str(err.value)
+
+
+def test_two_receivers_side_by_side_share_nothing_but_the_store(site: Site) -> None:
+    """Two receivers on one store, each with its own spool: batches posted to both (without
+    batch headers, so each receiver names them itself) all land, none overwrites another."""
+    hooks = [site.wait_configured(site.receiver(f"rcv-side-{i}")) for i in range(2)]
+    root = site.tmp / "objects"
+    before = set(objects(root, site.tenant))
+    for i in range(40):
+        status, _, _ = post(hooks[i % 2], f"/{site.tenant}/logs", b'{"n": %d}\n' % i, site.auth())
+        assert status == 200
+
+    def stored() -> list[int]:
+        found = []
+        for key, path in objects(root, site.tenant).items():
+            if key in before or ".meta" in key:
+                continue
+            records = [json.loads(line) for line in unzstd(path.read_bytes()).splitlines() if line.strip()]
+            found += [r["n"] for r in records if "n" in r]  # not the readiness probes' {}
+        return sorted(found)
+
+    assert eventually(lambda: stored() == list(range(40)), timeout=30)
