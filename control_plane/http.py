@@ -1,5 +1,6 @@
-"""The control plane's HTTP port: probes (/livez /readyz /startupz /healthz) and /metrics.
-Later also the dashboard and gRPC-web. None of these endpoints needs a credential."""
+"""The control plane's HTTP port: probes (/livez /readyz /startupz /healthz) and /metrics, which
+need no credential, and gRPC-web (``control_plane/grpcweb.py``), whose calls authenticate like
+any gRPC call. Later also the dashboard."""
 
 from __future__ import annotations
 

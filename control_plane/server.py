@@ -30,6 +30,7 @@ from control_plane.bootstrap import ensure_admin_key
 from control_plane.config import ControlPlaneSettings
 from control_plane.fleet.registry import AgentRegistry
 from control_plane.fleet.service import AgentServicer, FleetServicer, WorkServicer
+from control_plane.grpcweb import GrpcWebBridge
 from control_plane.http import build_http_app
 from control_plane.reflection import ReflectionPool
 from control_plane.rpc import Registrar
@@ -103,6 +104,7 @@ class ControlPlane:
         self.http_address = ""
         self._server: grpc.aio.Server | None = None
         self._http: web.AppRunner | None = None
+        self._grpcweb = GrpcWebBridge()
         self._health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         self._ready = False
 
@@ -183,8 +185,13 @@ class ControlPlane:
         if bound == 0:
             raise OSError(f"cannot listen on {s.grpc_listen} for gRPC (grpc_listen): address in use or not local")
         self.grpc_address = f"{host}:{bound}"
+        # gRPC-web's bridge calls the servicers over a loopback-only plaintext port of its own; not
+        # with mutual TLS, which such a port would bypass.
+        bridge_port = server.add_insecure_port("127.0.0.1:0") if s.tls_client_ca_file is None else 0
         await server.start()
         self._server = server
+        if bridge_port:
+            await self._grpcweb.start(f"127.0.0.1:{bridge_port}")
 
         app = build_http_app(
             version=self.version,
@@ -192,6 +199,7 @@ class ControlPlane:
             is_started=lambda: self._ready,
             store_check=lambda: check_store(self.store),
         )
+        self._grpcweb.add_routes(app)
         self._http = web.AppRunner(app, access_log=None)
         await self._http.setup()
         host, port = parse_host_port(s.http_listen)
@@ -238,6 +246,7 @@ class ControlPlane:
         if self._http is not None:
             await self._http.cleanup()
             self._http = None
+        await self._grpcweb.close()
         await self.store.close()
         log.info("Control plane stopped")
 
