@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
+from agents.sources.ndjson import body_of
 from agents.sources.syslog import SCHEMA as SYSLOG_SCHEMA
 from agents.sources.syslog import parse_syslog
 from agents.transforms.arrowkit import as_text, to_array
@@ -136,7 +137,12 @@ def _syslog(body: bytes, received_at: int) -> ParseResult:
     raw_lines = lines.filter(pc.invert(is_json))
     if len(raw_lines):
         tables.append(parse_syslog(raw_lines, None, received_at))
-    parsed = _ndjson(b"\n".join(lines.filter(is_json).to_pylist()), received_at)
+    if not tables and not keep.false_count:
+        json_body = body  # every line is a record the proxy parsed (the usual case): no copy
+    else:
+        empty, newline = pa.scalar(b"", lines.type), pa.scalar(b"\n", lines.type)
+        json_body = body_of(pc.binary_join_element_wise(lines.filter(is_json), empty, newline))
+    parsed = _ndjson(json_body, received_at)
     tables.append(_syslog_types(parsed.table))
     numbers = (np.flatnonzero(keep.to_numpy(zero_copy_only=False)) + 1)[is_json.to_numpy(zero_copy_only=False)]
     errors = parsed.errors.set_column(0, "line", pa.array(numbers[parsed.errors.column("line").to_numpy() - 1]))
