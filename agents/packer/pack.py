@@ -118,6 +118,14 @@ class Packer:
                 parts.setdefault(rest[0], _Partition(rest[0], [], [])).sources.append(info)
         return parts
 
+    async def _partition(self, tenant: str, dataset: str, hour: str) -> _Partition:
+        """One hour's batches and manifests, listed by their own prefixes."""
+        sources = [
+            o for o in await list_all(self._processed, f"{tenant}/{dataset}/{hour}/") if o.key.endswith(".arrow")
+        ]
+        manifests = [o.key for o in await list_all(self._processed, f"{tenant}/{dataset}/_manifests/{hour}/")]
+        return _Partition(hour, sources, manifests)
+
     async def _pack_partition(self, tenant: str, dataset: str, hour: str, comp: Component) -> int:
         item = f"pack/{tenant}/{dataset}/{hour}"
         won, _ = await self._leases.claim([item], self._settings.lease_ttl)
@@ -127,24 +135,21 @@ class Packer:
         written = 0
         try:
             # List again under the lease: another packer may have packed part of it meanwhile.
-            part = (await self._partitions(tenant, dataset)).get(hour)
-            if part is None:
-                return 0
+            part = await self._partition(tenant, dataset, hour)
             for manifest in part.manifests:
                 lease = await self._settle(manifest, lease)
             if part.manifests:
-                part = (await self._partitions(tenant, dataset)).get(hour)
-                if part is None:
-                    return 0
+                part = await self._partition(tenant, dataset, hour)
             sources = sorted(part.sources, key=lambda o: o.key)
-            while sources:
-                chosen: list[ObjectInfo] = []
-                size = 0
-                while sources and (not chosen or size + sources[0].size <= self._settings.target_bytes):
-                    size += sources[0].size
-                    chosen.append(sources.pop(0))
-                lease = await self._write(tenant, dataset, hour, chosen, lease=lease, comp=comp)
+            start = 0
+            while start < len(sources):
+                end, size = start + 1, sources[start].size
+                while end < len(sources) and size + sources[end].size <= self._settings.target_bytes:
+                    size += sources[end].size
+                    end += 1
+                lease = await self._write(tenant, dataset, hour, sources[start:end], lease=lease, comp=comp)
                 written += 1
+                start = end
         finally:
             with contextlib.suppress(Exception):
                 await self._leases.release(lease)
