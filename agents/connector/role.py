@@ -25,12 +25,11 @@ from agents.connector.runner import JobRunner
 from agents.connector.spec import ExportJob, JobSpec, jobs_from_yaml, validate_job
 from agents.runtime.dlq_api import DlqApi
 from agents.runtime.health import HealthBoard
-from agents.runtime.leases import ControlLeases, Lease, LeaseLost, Leases, LocalLeases
+from agents.runtime.leases import Lease, LeaseLost, Leases, open_leases
 from agents.runtime.objectstore import ObjectStore, open_object_store
 from agents.runtime.settings import AgentSettings
 from agents.runtime.spool import Spool
 from agents.runtime.subscriber import SubscriberRole
-from floe.client import AsyncClient
 from floe.v1 import agent_pb2
 
 __all__ = ["ConnectorRole"]
@@ -56,7 +55,6 @@ class ConnectorRole(SubscriberRole):
         self._spool: Spool | None = None
         self._dlq: DeadLetters | None = None
         self._leases: Leases | None = None
-        self._client: AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
         self._dlq_wake = asyncio.Event()
@@ -73,17 +71,7 @@ class ConnectorRole(SubscriberRole):
         )
         self._dlq = DeadLetters(self._spool)
         health.add_check(self._dlq_check)
-        if s.config_mode == "local-only":
-            self._leases = LocalLeases(self.name)
-        else:
-            self._client = AsyncClient(
-                s.control_url,
-                api_key=s.read_api_key(),
-                ca_file=s.ca_file,
-                cert_file=s.tls_cert_file,
-                key_file=s.tls_key_file,
-            )
-            self._leases = ControlLeases(self._client, self.name)
+        self._leases, _ = open_leases(s, self.name)
         self._tasks = [
             asyncio.create_task(self._tick_loop(), name="connector-leases"),
             asyncio.create_task(self._redeliver_loop(), name="connector-dlq"),
@@ -100,9 +88,7 @@ class ConnectorRole(SubscriberRole):
             for name in list(self._runners):
                 await self._stop_runner(name)
         if self._leases is not None:
-            await self._leases.close()
-        if self._client is not None:
-            await self._client.close()
+            await self._leases.close()  # and the client it uses
         if self._spool is not None:
             await self._spool.close()
         if self._store is not None:

@@ -18,11 +18,12 @@ from typing import Protocol
 
 import grpc
 
+from agents.runtime.settings import AgentSettings
 from floe.client import AsyncClient
 from floe.errors import RpcError
 from floe.v1 import work_pb2
 
-__all__ = ["ControlLeases", "Lease", "LeaseLost", "Leases", "LocalLeases"]
+__all__ = ["ControlLeases", "Lease", "LeaseLost", "Leases", "LocalLeases", "open_leases"]
 
 
 _LOST = frozenset({grpc.StatusCode.ABORTED, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION})
@@ -158,3 +159,18 @@ def _from_proto(lease: work_pb2.Lease) -> Lease:
 
 def _to_proto(lease: Lease) -> work_pb2.Lease:
     return work_pb2.Lease(item=lease.item, holder=lease.holder, generation=lease.generation)
+
+
+def open_leases(settings: AgentSettings, holder: str) -> tuple[Leases, AsyncClient | None]:
+    """Control-plane leases and the client they use (closed with the leases), or in-process
+    leases and no client in local-only mode."""
+    if settings.config_mode == "local-only":
+        return LocalLeases(holder), None
+    client = AsyncClient(
+        settings.control_url,
+        api_key=settings.read_api_key(),
+        ca_file=settings.ca_file,
+        cert_file=settings.tls_cert_file,
+        key_file=settings.tls_key_file,
+    )
+    return ControlLeases(client, holder), client

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from agents.runtime.health import Component
-from agents.runtime.leases import ControlLeases, Leases, LocalLeases
+from agents.runtime.leases import Leases, open_leases
 from agents.runtime.objectstore import ObjectStore, open_object_store
 from agents.runtime.settings import AgentSettings
 from agents.runtime.subscriber import SubscriberRole
@@ -43,18 +43,7 @@ class WorkerRole(SubscriberRole):
 
     def open_leases(self, kind: str) -> Leases:
         """Control-plane leases (and ``self.client``), or in-process ones in local-only mode."""
-        s = self.settings
-        if s.config_mode == "local-only":
-            self._leases = LocalLeases(s.name_for(kind))
-            return self._leases
-        self.client = AsyncClient(
-            s.control_url,
-            api_key=s.read_api_key(),
-            ca_file=s.ca_file,
-            cert_file=s.tls_cert_file,
-            key_file=s.tls_key_file,
-        )
-        self._leases = ControlLeases(self.client, s.name_for(kind))
+        self._leases, self.client = open_leases(self.settings, self.settings.name_for(kind))
         return self._leases
 
     def run_passes(self, name: str, one_pass: Callable[[], Awaitable[int]]) -> None:
