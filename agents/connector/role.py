@@ -30,6 +30,7 @@ from agents.runtime.objectstore import ObjectStore, open_object_store
 from agents.runtime.settings import AgentSettings
 from agents.runtime.spool import Spool
 from agents.runtime.subscriber import SubscriberRole
+from floe.aio import cancel
 from floe.v1 import agent_pb2
 
 __all__ = ["ConnectorRole"]
@@ -79,11 +80,7 @@ class ConnectorRole(SubscriberRole):
         await self._reconcile()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(*self._tasks)
         async with self._lock:
             for name in list(self._runners):
                 await self._stop_runner(name)

@@ -29,6 +29,7 @@ from agents.connector.spec import JobSpec, SecretError
 from agents.runtime.health import Component
 from agents.runtime.layout import list_all, parquet_prefix
 from agents.runtime.objectstore import ObjectInfo, ObjectStore
+from floe.aio import cancel
 from floe.v1 import health_pb2
 
 __all__ = ["JobRunner", "cursor_path"]
@@ -72,10 +73,7 @@ class JobRunner:
         self._wake.set()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
         if self._sink is not None:
             await self._sink.close()
             self._sink = None

@@ -17,7 +17,6 @@ request is never delivered as well (the sender retries it).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import logging
 import time
@@ -31,6 +30,7 @@ from prometheus_client import Counter
 from agents.proxy.sink import SinkRefused
 from agents.runtime.health import Component
 from agents.runtime.spool import BatchMeta, Spool, SpoolClosedError, SpoolError
+from floe.aio import cancel
 from floe.backoff import Backoff
 from floe.protocol import DEFAULT_DATA_HINTS
 from floe.v1 import datasets_pb2, health_pb2
@@ -216,10 +216,7 @@ class Batcher:
             return
         self._closed = True
         left = await self.flush_all(wait_seconds)
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+        await cancel(self._flusher)
         if left:
             log.warning(
                 "Records lost at shutdown: the spool did not take them in time",

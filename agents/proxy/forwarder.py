@@ -38,6 +38,7 @@ from prometheus_client import Counter
 
 from agents.runtime.health import HealthBoard
 from agents.runtime.spool import Batch, CorruptBatchError, Spool, SpoolError
+from floe.aio import cancel
 from floe.backoff import Backoff, retry_after
 from floe.protocol import (
     HEADER_BATCH_ID,
@@ -171,11 +172,7 @@ class Forwarder:
         """Stop claiming, give in-flight POSTs ``grace`` seconds, then cancel them; every batch
         still claimed goes back to the queue (a POST cut short is sent again after a restart,
         under the same batch id)."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(*self._tasks)
         self._tasks = []
         if self._inflight:
             _, pending = await asyncio.wait(set(self._inflight), timeout=grace)

@@ -10,7 +10,6 @@ the first ``tenants`` config applies (from the cache or the control stream). Hea
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
@@ -27,6 +26,7 @@ from agents.runtime.objectstore import ObjectStore, open_object_store
 from agents.runtime.settings import AgentSettings
 from agents.runtime.spool import Spool
 from agents.runtime.subscriber import SubscriberRole
+from floe.aio import cancel
 from floe.apikeys import parse_key
 from floe.settings import parse_host_port
 from floe.v1 import agent_pb2, health_pb2, tenants_pb2
@@ -202,11 +202,7 @@ class ReceiverRole(SubscriberRole):
         # Stop taking data first, then the workers, then what they write to.
         if self.ingest is not None:
             await self.ingest.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(*self._tasks)
         self._tasks = []
         if self.spool is not None:
             await self.spool.close()

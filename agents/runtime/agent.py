@@ -28,6 +28,7 @@ from agents.runtime.control import ControlClient
 from agents.runtime.health import HealthBoard
 from agents.runtime.role import Role
 from agents.runtime.settings import AgentSettings
+from floe.aio import cancel
 from floe.v1 import agent_pb2, datasets_pb2, health_pb2
 
 __all__ = ["AgentRunner", "local_datasets", "merge_datasets"]
@@ -308,10 +309,7 @@ class AgentRunner:
             await stop.wait()
         finally:
             log.info("Agent stopping", extra={"agent": self.name, "uptime_s": round(time.monotonic() - started)})
-            if control_task is not None:
-                control_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await control_task
+            await cancel(control_task)
             await self.role.stop()
             await runner.cleanup()
             with contextlib.suppress(OSError):

@@ -14,6 +14,7 @@ from agents.runtime.leases import Leases, open_leases
 from agents.runtime.objectstore import ObjectStore, open_object_store
 from agents.runtime.settings import AgentSettings
 from agents.runtime.subscriber import SubscriberRole
+from floe.aio import cancel
 from floe.client import AsyncClient
 from floe.v1 import agent_pb2, health_pb2
 
@@ -73,10 +74,7 @@ class WorkerRole(SubscriberRole):
                 await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
         if self._leases is not None:
             await self._leases.close()
         for store in self._stores:

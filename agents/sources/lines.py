@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from agents.sources.ndjson import encode_table
 from agents.sources.plugin import InputContext
 from agents.sources.syslog import as_text, parse_syslog
+from floe.aio import cancel
 from floe.backoff import Backoff
 
 __all__ = ["Encoder", "ListEncoder", "Pipeline", "on_lists", "raw_ndjson", "syslog_ndjson"]
@@ -120,9 +121,7 @@ class Pipeline:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), grace)
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel(self._task)
         self._task = None
         lost = self._inflight + len(self._messages)
         if lost:

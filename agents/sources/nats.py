@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from agents.sources.lines import Pipeline
 from agents.sources.plugin import Input, InputContext, Option, SourcePlugin
+from floe.aio import cancel
 from floe.backoff import Backoff
 from floe.v1 import datasets_pb2, health_pb2
 
@@ -94,11 +95,8 @@ class NatsInput(Input):
         self._task = asyncio.create_task(self._connect(), name=f"nats-{self.ctx.dataset.name}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         nc, self._nc = self._nc, None
         if nc is not None:
             try:

@@ -42,6 +42,7 @@ from agents.sources.ndjson import encode_records
 from agents.sources.netflow import FlowDecoder
 from agents.sources.plugin import Input, InputContext, Option, SourcePlugin
 from agents.sources.sflow import SFlowDecoder
+from floe.aio import cancel
 from floe.v1 import datasets_pb2
 
 __all__ = ["PLUGINS", "DatagramBatch", "UdpInput", "kernel_drops"]
@@ -257,10 +258,7 @@ class UdpInput(Input):
         for thread in self._threads:
             await asyncio.to_thread(thread.join)
         self._threads = []
-        if self._kernel_task is not None:
-            self._kernel_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._kernel_task
+        await cancel(self._kernel_task)
         if sock is not None:
             self._count_kernel_drops(kernel_drops(sock))
             sock.close()

@@ -29,6 +29,7 @@ from control_plane.core.keys import key_valid_at
 from control_plane.core.resources import timestamp
 from control_plane.fleet.configs import AgentIdentity, Snapshot, config_key, desired_configs, load_snapshot
 from control_plane.store import Store
+from floe.aio import cancel
 from floe.v1 import agent_pb2, fleet_pb2, health_pb2, keys_pb2
 
 __all__ = ["AgentEntry", "AgentRegistry", "AgentSession", "Close", "QueuedUpdate"]
@@ -169,11 +170,7 @@ class AgentRegistry:
         for entry in self.entries.values():
             if entry.session is not None:
                 entry.session.close()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(*self._tasks)
         for q in list(self._watchers):
             q.put_nowait(None)
 
