@@ -21,7 +21,7 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["body_of", "encode_records", "encode_table", "json_strings"]
+__all__ = ["body_of", "encode_records", "encode_table", "json_objects", "json_strings"]
 
 # NaN and infinities have no JSON form: refused here, written as null by ``_finite``.
 _ENCODE = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
@@ -65,23 +65,42 @@ def _column_json(values: pa.Array) -> pa.Array:
         return pc.if_else(finite, values.cast(pa.string()), None)  # NaN and infinities have no JSON form
     if pa.types.is_binary(t) or pa.types.is_large_binary(t):
         return json_strings(pa.array([None if v is None else v.hex() for v in values.to_pylist()], pa.string()))
+    if pa.types.is_dictionary(t):
+        return _column_json(values.dictionary_decode())
+    if pa.types.is_decimal(t):
+        return values.cast(pa.string())
+    if not pa.types.is_nested(t):
+        try:  # dates, times, durations...: their text, quoted
+            return json_strings(values.cast(pa.string()))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            pass
     # Nested types are rare here: one json call per row.
     return pa.array([None if v is None else _ENCODE(_finite(v)) for v in values.to_pylist()], pa.string())
 
 
-def encode_table(table: pa.Table) -> bytes:
-    """``table`` as NDJSON: one object per row with the columns as keys, in order."""
-    n = table.num_rows
-    if n == 0:
-        return b""
+def _row_parts(table: pa.Table, end: str) -> pa.Array:
+    """One JSON object per row of a non-empty table, each followed by ``end``."""
+    if table.num_columns == 0:
+        return pa.array(["{}" + end] * table.num_rows, pa.string())
     parts: list[Any] = []
     for i, name in enumerate(table.column_names):
         column = table.column(i).combine_chunks()
         parts.append(("{" if i == 0 else ",") + _ENCODE(name) + ":")
         parts.append(pc.fill_null(_column_json(column), "null"))
-    parts.append("}\n")
-    lines = pc.binary_join_element_wise(*parts, "")
-    return body_of(lines)
+    parts.append("}" + end)
+    return pc.binary_join_element_wise(*parts, "")
+
+
+def json_objects(table: pa.Table) -> pa.Array:
+    """One JSON object (text) per row of ``table``, the columns as keys, in order."""
+    if table.num_rows == 0:
+        return pa.array([], pa.string())
+    return _row_parts(table, "")
+
+
+def encode_table(table: pa.Table) -> bytes:
+    """``table`` as NDJSON: one object per row with the columns as keys, in order."""
+    return body_of(_row_parts(table, "\n")) if table.num_rows else b""
 
 
 def body_of(lines: pa.Array | pa.ChunkedArray) -> bytes:

@@ -28,7 +28,6 @@ __all__ = [
     "merge",
     "number_literal",
     "remove_field",
-    "rows_as_json",
     "set_field",
     "to_array",
 ]
@@ -211,25 +210,6 @@ def merge(mask: pa.BooleanArray | None, new: ArrayLike, old: ArrayLike | None) -
 
 
 # -- JSON -------------------------------------------------------------------------------------
-
-
-def rows_as_json(table: pa.Table) -> pa.Array:
-    """One JSON object per row of ``table`` (strings), encoded by DuckDB."""
-    if table.num_rows == 0:
-        return pa.array([], pa.string())
-    if table.num_columns == 0:
-        return pa.array(["{}"] * table.num_rows, pa.string())
-    # The row is referred to by the table's name, which must not be a column's name too.
-    name = next(
-        n for n in (f"_floe_rows{i}" for i in range(len(table.column_names) + 1)) if n not in table.column_names
-    )
-    con = duck()
-    con.register(name, table)
-    try:
-        out = con.sql(f"SELECT to_json({name})::VARCHAR AS j FROM {name}").to_arrow_table()  # noqa: S608 (our name)
-    finally:
-        con.unregister(name)
-    return to_array(out.column(0)).cast(pa.string())
 
 
 def _json_column(values: ArrayLike) -> pa.Array:

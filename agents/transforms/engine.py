@@ -44,7 +44,8 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from agents.transforms.arrowkit import as_text, rows_as_json, to_array
+from agents.sources.ndjson import json_objects
+from agents.transforms.arrowkit import as_text, to_array
 from agents.transforms.conditions import compile_condition
 from agents.transforms.ndjson import read_json_lines
 from agents.transforms.spec import validate_transformations
@@ -174,18 +175,10 @@ def _errors(failed_rows: pa.Table, step: _Compiled, reason: str | pa.Array, fail
             "step_index": pa.array([step.index] * n, pa.int32()),
             "step": pa.array([step.label] * n, pa.string()),
             "reason": reasons,
-            "record": rows_as_json(_iso_times(failed_rows)),
+            "record": json_objects(failed_rows),
         },
         schema=ERROR_SCHEMA,
     )
-
-
-def _iso_times(table: pa.Table) -> pa.Table:
-    """Timestamp columns as ISO 8601 text, so JSON shows ``2024-05-01T12:00:00Z``."""
-    for i, f in enumerate(table.schema):
-        if pa.types.is_timestamp(f.type):
-            table = table.set_column(i, f.name, as_text(table.column(i)))
-    return table
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
@@ -243,4 +236,4 @@ def preview_table(
 
 
 def _json_rows(table: pa.Table) -> list[dict[str, Any]]:
-    return [json.loads(j) for j in rows_as_json(_iso_times(table)).to_pylist()]
+    return [json.loads(j) for j in json_objects(table).to_pylist()]
