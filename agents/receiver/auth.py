@@ -27,7 +27,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from floe.apikeys import parse_key
 from floe.v1 import agent_pb2
 
-__all__ = ["AuthError", "FailureLimiter", "IngestAuth"]
+__all__ = ["AuthError", "IngestAuth"]
 
 
 class AuthError(Exception):
@@ -134,40 +134,3 @@ class IngestAuth:
             return bool(self._hasher.verify(argon2_hash, token))
         except (VerificationError, InvalidHashError):
             return False
-
-
-class FailureLimiter:
-    """Per-peer token bucket of authentication failures: ``burst`` failures, then one per
-    ``1/rate`` seconds. A peer over its budget is refused before any key check (no argon2 work)."""
-
-    def __init__(
-        self,
-        *,
-        burst: int = 20,
-        rate: float = 1.0,
-        max_peers: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._burst = float(burst)
-        self._rate = rate
-        self._max_peers = max_peers
-        self._clock = clock
-        self._peers: OrderedDict[str, tuple[float, float]] = OrderedDict()  # peer -> (tokens, at)
-
-    def _tokens(self, peer: str, now: float) -> float:
-        tokens, at = self._peers.get(peer, (self._burst, now))
-        return min(self._burst, tokens + (now - at) * self._rate)
-
-    def retry_after(self, peer: str) -> float:
-        """Seconds until ``peer`` may try again; 0 when it may now."""
-        if peer not in self._peers:
-            return 0.0
-        tokens = self._tokens(peer, self._clock())
-        return 0.0 if tokens >= 1 else (1 - tokens) / self._rate
-
-    def failed(self, peer: str) -> None:
-        now = self._clock()
-        self._peers[peer] = (self._tokens(peer, now) - 1, now)
-        self._peers.move_to_end(peer)
-        if len(self._peers) > self._max_peers:
-            self._peers.popitem(last=False)

@@ -39,7 +39,7 @@ from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 from prometheus_client import Counter
 
-from agents.receiver.auth import AuthError, FailureLimiter, IngestAuth
+from agents.receiver.auth import AuthError, IngestAuth
 from agents.receiver.framing import FramingError, check_framing, encoding_of
 from agents.receiver.naming import DATA_HINT_RE, seconds_from_ns
 from agents.receiver.tenants import TenantTable
@@ -52,6 +52,7 @@ from floe.protocol import (
     HEADER_ORIGINAL_BYTES,
     HEADER_RECORD_COUNT,
 )
+from floe.ratelimit import FailureLimiter
 
 __all__ = ["Ingest"]
 
@@ -194,7 +195,7 @@ class Ingest:
         try:
             await self.auth.check(request.headers.get(hdrs.AUTHORIZATION, ""), tenant)
         except AuthError as exc:
-            self.limiter.failed(peer)
+            self.limiter.record_failure(peer)
             return self._refuse(401, exc.code, exc.message, {"WWW-Authenticate": 'Bearer realm="floe"'})
         state = table.tenants.get(tenant)
         if state is None:

@@ -9,7 +9,8 @@ import secrets
 import pytest
 from argon2 import PasswordHasher
 
-from agents.receiver.auth import AuthError, FailureLimiter, IngestAuth
+from agents.receiver.auth import AuthError, IngestAuth
+from floe.ratelimit import FailureLimiter
 from floe.v1 import agent_pb2
 
 NOW = 1_800_000_000 * 10**9
@@ -109,7 +110,7 @@ def test_failure_limiter_refuses_a_peer_over_its_budget_then_refills() -> None:
     limiter = FailureLimiter(burst=3, rate=0.5, clock=lambda: t[0])
     assert limiter.retry_after("10.0.0.1") == 0
     for _ in range(3):
-        limiter.failed("10.0.0.1")
+        limiter.record_failure("10.0.0.1")
     assert limiter.retry_after("10.0.0.1") == pytest.approx(2.0)
     assert limiter.retry_after("10.0.0.2") == 0  # other peers are unaffected
     t[0] = 2.0
