@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from control_plane.auth.principal import Principal, current_principal
-from control_plane.core.errors import FieldViolation, InvalidArgument, Unauthenticated
+from control_plane.core.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Unauthenticated
 from control_plane.core.names import parse_tenant_name
 from control_plane.core.pagination import Page
 from control_plane.store import Record, Store
+from floe.v1 import tenants_pb2
 
-__all__ = ["fetch_page", "list_parent", "principal", "require"]
+__all__ = ["existing", "fetch_page", "list_parent", "principal", "require", "writable_tenant"]
 
 T = TypeVar("T")
 
@@ -68,3 +69,22 @@ def list_parent(parent: str, collection: str) -> str | None:
     tenant_id = parse_tenant_name(parent, "parent")
     caller.require_read(tenant_id, parent)
     return parent
+
+
+class _Getter(Protocol):
+    async def get(self, name: str) -> Record | None: ...
+
+
+async def existing(source: _Getter, name: str) -> Record:
+    """The record named ``name`` (from a store or a transaction); NOT_FOUND when there is none."""
+    record = await source.get(name)
+    if record is None:
+        raise NotFound(f"{name} does not exist.")
+    return record
+
+
+async def writable_tenant(tx: _Getter, parent: str) -> None:
+    """The tenant a new resource goes in must exist and must not be suspended."""
+    tenant = await existing(tx, parent)
+    if tenants_pb2.Tenant.FromString(tenant.body).state == tenants_pb2.Tenant.STATE_SUSPENDED:
+        raise FailedPrecondition(f"{parent} is suspended.", reason="TENANT_SUSPENDED")

@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from control_plane.core.datasets import apply_defaults, port_conflicts, validate_dataset
-from control_plane.core.errors import AlreadyExists, FailedPrecondition, FieldViolation, NotFound
+from control_plane.core.errors import AlreadyExists, FieldViolation
 from control_plane.core.fieldmask import apply_update_mask
 from control_plane.core.names import check_id, dataset_name, parse_dataset_name, parse_tenant_name
 from control_plane.core.pagination import page_request
 from control_plane.core.resources import check_etag, from_record, to_body
-from control_plane.services.common import fetch_page, list_parent, principal, require
+from control_plane.services.common import existing, fetch_page, list_parent, principal, require, writable_tenant
 from control_plane.services.dataset_tools import get_fields, preview_transformations, report_fields
 from control_plane.services.tenants import validate_labels
 from control_plane.store import Store, Transaction
-from floe.v1 import datasets_pb2, datasets_pb2_grpc, tenants_pb2
+from floe.v1 import datasets_pb2, datasets_pb2_grpc
 
 __all__ = ["DatasetServicer"]
 
@@ -70,11 +70,7 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
         name = dataset_name(tenant_id, request.dataset_id)
         ds.name = name
         async with self._store.transaction() as tx:
-            tenant = await tx.get(request.parent)
-            if tenant is None:
-                raise NotFound(f"{request.parent} does not exist.")
-            if tenants_pb2.Tenant.FromString(tenant.body).state == tenants_pb2.Tenant.STATE_SUSPENDED:
-                raise FailedPrecondition(f"{request.parent} is suspended.", reason="TENANT_SUSPENDED")
+            await writable_tenant(tx, request.parent)
             await _check(tx, ds, tenant_id, dataset_id=request.dataset_id)
             if request.validate_only:
                 if await tx.get(name) is not None:
@@ -86,9 +82,7 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
     async def GetDataset(self, request: datasets_pb2.GetDatasetRequest, context: Any) -> Any:
         tenant_id, _ = parse_dataset_name(request.name)
         principal().require_read(tenant_id, request.name)
-        record = await self._store.get(request.name)
-        if record is None:
-            raise NotFound(f"{request.name} does not exist.")
+        record = await existing(self._store, request.name)
         return datasets_pb2.GetDatasetResponse(dataset=from_record(record, Dataset))
 
     async def ListDatasets(self, request: datasets_pb2.ListDatasetsRequest, context: Any) -> Any:
@@ -104,9 +98,7 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
         tenant_id, _ = parse_dataset_name(name, "dataset.name")
         principal().require_write(tenant_id, name)
         async with self._store.transaction() as tx:
-            record = await tx.get(name)
-            if record is None:
-                raise NotFound(f"{name} does not exist.")
+            record = await existing(tx, name)
             check_etag(record, request.dataset.etag, "dataset.etag")
             ds = from_record(record, Dataset)
             apply_update_mask(ds, request.dataset, request.update_mask, UPDATABLE, prefix="dataset")
@@ -120,9 +112,7 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
         tenant_id, _ = parse_dataset_name(request.name)
         principal().require_write(tenant_id, request.name)
         async with self._store.transaction() as tx:
-            record = await tx.get(request.name)
-            if record is None:
-                raise NotFound(f"{request.name} does not exist.")
+            record = await existing(tx, request.name)
             check_etag(record, request.etag)
             await tx.delete(request.name, expected_revision=record.revision)
             if await tx.get(f"{request.name}/fields") is not None:

@@ -8,15 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 from agents.connector.spec import validate_job
-from control_plane.core.errors import AlreadyExists, FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from control_plane.core.errors import AlreadyExists, FieldViolation, InvalidArgument
 from control_plane.core.fieldmask import apply_update_mask
 from control_plane.core.names import check_id, parse_tenant_name
 from control_plane.core.pagination import page_request
 from control_plane.core.resources import check_etag, from_record, to_body
-from control_plane.services.common import fetch_page, list_parent, principal, require
+from control_plane.services.common import existing, fetch_page, list_parent, principal, require, writable_tenant
 from control_plane.services.tenants import validate_labels
 from control_plane.store import Store, Transaction
-from floe.v1 import exports_pb2, exports_pb2_grpc, tenants_pb2
+from floe.v1 import exports_pb2, exports_pb2_grpc
 
 __all__ = ["ExportServicer", "parse_export_name"]
 
@@ -76,11 +76,7 @@ class ExportServicer(exports_pb2_grpc.ExportServiceServicer):
         name = f"{request.parent}/exports/{request.export_job_id}"
         job.name = name
         async with self._store.transaction() as tx:
-            tenant = await tx.get(request.parent)
-            if tenant is None:
-                raise NotFound(f"{request.parent} does not exist.")
-            if tenants_pb2.Tenant.FromString(tenant.body).state == tenants_pb2.Tenant.STATE_SUSPENDED:
-                raise FailedPrecondition(f"{request.parent} is suspended.", reason="TENANT_SUSPENDED")
+            await writable_tenant(tx, request.parent)
             await _check(tx, job, tenant_id, export_id=request.export_job_id)
             if request.validate_only:
                 if await tx.get(name) is not None:
@@ -92,9 +88,7 @@ class ExportServicer(exports_pb2_grpc.ExportServiceServicer):
     async def GetExportJob(self, request: exports_pb2.GetExportJobRequest, context: Any) -> Any:
         tenant_id, _ = parse_export_name(request.name)
         principal().require_read(tenant_id, request.name)
-        record = await self._store.get(request.name)
-        if record is None:
-            raise NotFound(f"{request.name} does not exist.")
+        record = await existing(self._store, request.name)
         return exports_pb2.GetExportJobResponse(export_job=from_record(record, ExportJob))
 
     async def ListExportJobs(self, request: exports_pb2.ListExportJobsRequest, context: Any) -> Any:
@@ -110,9 +104,7 @@ class ExportServicer(exports_pb2_grpc.ExportServiceServicer):
         tenant_id, _ = parse_export_name(name, "export_job.name")
         principal().require_write(tenant_id, name)
         async with self._store.transaction() as tx:
-            record = await tx.get(name)
-            if record is None:
-                raise NotFound(f"{name} does not exist.")
+            record = await existing(tx, name)
             check_etag(record, request.export_job.etag, "export_job.etag")
             job = from_record(record, ExportJob)
             apply_update_mask(job, request.export_job, request.update_mask, UPDATABLE, prefix="export_job")
@@ -126,9 +118,7 @@ class ExportServicer(exports_pb2_grpc.ExportServiceServicer):
         tenant_id, _ = parse_export_name(request.name)
         principal().require_write(tenant_id, request.name)
         async with self._store.transaction() as tx:
-            record = await tx.get(request.name)
-            if record is None:
-                raise NotFound(f"{request.name} does not exist.")
+            record = await existing(tx, request.name)
             check_etag(record, request.etag)
             await tx.delete(request.name, expected_revision=record.revision)
         return exports_pb2.DeleteExportJobResponse()

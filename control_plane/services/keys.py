@@ -14,7 +14,7 @@ from control_plane.core.keys import key_valid_at
 from control_plane.core.names import check_id, parse_name, parse_tenant_name
 from control_plane.core.pagination import page_request
 from control_plane.core.resources import from_record, timestamp, to_body
-from control_plane.services.common import fetch_page, principal, require
+from control_plane.services.common import existing, fetch_page, principal, require
 from control_plane.store import Record, Store
 from floe.v1 import common_pb2, keys_pb2, keys_pb2_grpc
 
@@ -66,9 +66,7 @@ class KeyServicer(keys_pb2_grpc.KeyServiceServicer):
     async def _visible(self, name: str) -> ApiKey:
         parse_name(name, "keys")
         caller = principal()
-        record = await self._store.get(name)
-        if record is None:
-            raise NotFound(f"{name} does not exist.")
+        record = await existing(self._store, name)
         key = from_record(record, ApiKey)
         tenant = _key_tenant(key)
         if caller.tenant is not None and tenant != caller.tenant:
@@ -154,9 +152,7 @@ class KeyServicer(keys_pb2_grpc.KeyServiceServicer):
         await self._check_manage(request.name)
         now = time.time_ns()
         async with self._store.transaction() as tx:
-            record = await tx.get(request.name)
-            if record is None:
-                raise NotFound(f"{request.name} does not exist.")
+            record = await existing(tx, request.name)
             key = ApiKey.FromString(record.body)
             if not key.HasField("revoke_time") or key.revoke_time.ToNanoseconds() > now:
                 key.revoke_time.CopyFrom(timestamp(now))
@@ -186,9 +182,7 @@ class KeyServicer(keys_pb2_grpc.KeyServiceServicer):
             new.expire_time.CopyFrom(old.expire_time)
         record, secret = await create_key(self._store, new)
         async with self._store.transaction() as tx:
-            old_record = await tx.get(request.name)
-            if old_record is None:
-                raise NotFound(f"{request.name} does not exist.")
+            old_record = await existing(tx, request.name)
             stored = ApiKey.FromString(old_record.body)
             stored.revoke_time.CopyFrom(timestamp(now + grace))
             old_record = await tx.update(request.name, to_body(stored))

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from control_plane.auth.authenticator import Authenticator
-from control_plane.core.errors import FailedPrecondition, FieldViolation, NotFound
+from control_plane.core.errors import FailedPrecondition, FieldViolation
 from control_plane.core.fieldmask import apply_update_mask
 from control_plane.core.names import check_id, parse_tenant_name, tenant_name
 from control_plane.core.pagination import page_request
 from control_plane.core.resources import check_etag, from_record, to_body
-from control_plane.services.common import fetch_page, principal, require
+from control_plane.services.common import existing, fetch_page, principal, require
 from control_plane.store import Store
 from floe.v1 import common_pb2, tenants_pb2, tenants_pb2_grpc
 
@@ -50,9 +50,7 @@ class TenantServicer(tenants_pb2_grpc.TenantServiceServicer):
     async def _get(self, name: str) -> Tenant:
         tenant_id = parse_tenant_name(name)
         principal().require_read(tenant_id, name)
-        record = await self._store.get(name)
-        if record is None:
-            raise NotFound(f"{name} does not exist.")
+        record = await existing(self._store, name)
         return from_record(record, Tenant)
 
     async def CreateTenant(self, request: tenants_pb2.CreateTenantRequest, context: Any) -> Any:
@@ -87,9 +85,7 @@ class TenantServicer(tenants_pb2_grpc.TenantServiceServicer):
         tenant_id = parse_tenant_name(name, "tenant.name")
         principal().require_write(tenant_id, name)
         async with self._store.transaction() as tx:
-            record = await tx.get(name)
-            if record is None:
-                raise NotFound(f"{name} does not exist.")
+            record = await existing(tx, name)
             check_etag(record, request.tenant.etag, "tenant.etag")
             tenant = from_record(record, Tenant)
             apply_update_mask(tenant, request.tenant, request.update_mask, UPDATABLE, prefix="tenant")
@@ -106,9 +102,7 @@ class TenantServicer(tenants_pb2_grpc.TenantServiceServicer):
         caller.require_global("Deleting tenants", min_role=common_pb2.ROLE_EDITOR)
         revoked: list[str] = []
         async with self._store.transaction() as tx:
-            record = await tx.get(request.name)
-            if record is None:
-                raise NotFound(f"{request.name} does not exist.")
+            record = await existing(tx, request.name)
             check_etag(record, request.etag)
             datasets = await tx.list_all("datasets", parent=request.name)
             if datasets and not request.force:

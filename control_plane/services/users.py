@@ -21,7 +21,7 @@ from control_plane.core.fieldmask import apply_update_mask
 from control_plane.core.names import check_id, parse_name, parse_tenant_name
 from control_plane.core.pagination import page_request
 from control_plane.core.resources import check_etag, from_record, timestamp, to_body
-from control_plane.services.common import fetch_page, principal, require
+from control_plane.services.common import existing, fetch_page, principal, require
 from control_plane.services.keys import check_grant
 from control_plane.store import Record, Session, Store
 from floe.v1 import common_pb2, users_pb2, users_pb2_grpc
@@ -69,9 +69,7 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
         self._store = store
 
     async def _get(self, name: str) -> Record:
-        record = await self._store.get(name)
-        if record is None:
-            raise NotFound(f"{name} does not exist.")
+        record = await existing(self._store, name)
         return record
 
     async def CreateUser(self, request: users_pb2.CreateUserRequest, context: Any) -> Any:
@@ -113,9 +111,7 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
         name = request.user.name
         parse_name(name, "users", "user.name", user=True)
         async with self._store.transaction() as tx:
-            record = await tx.get(name)
-            if record is None:
-                raise NotFound(f"{name} does not exist.")
+            record = await existing(tx, name)
             check_etag(record, request.user.etag, "user.etag")
             user = from_record(record, User)
             apply_update_mask(user, request.user, request.update_mask, UPDATABLE, prefix="user")
@@ -131,9 +127,7 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
         principal().require_global("Managing users")
         parse_name(request.name, "users", user=True)
         async with self._store.transaction() as tx:
-            record = await tx.get(request.name)
-            if record is None:
-                raise NotFound(f"{request.name} does not exist.")
+            record = await existing(tx, request.name)
             check_etag(record, request.etag)
             await tx.delete(request.name, expected_revision=record.revision)
         await self._store.revoke_user_sessions(request.name, time.time_ns())
