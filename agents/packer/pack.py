@@ -182,7 +182,7 @@ class Packer:
         await self._processed.put(
             manifest_key, json.dumps({"parquet": target, "sources": keys}).encode(), content_type="application/json"
         )
-        bodies = [await self._processed.get(k) for k in keys]
+        bodies = list(await asyncio.gather(*(self._processed.get(k) for k in keys)))  # S3: GETs in parallel
         with tempfile.TemporaryDirectory(prefix="floe-pack-") as tmp:
             path = Path(tmp) / "part.parquet"
             rows = await asyncio.to_thread(_write_parquet, bodies, path)
