@@ -25,6 +25,8 @@ import grpc
 from aiohttp import web
 from google.protobuf import descriptor_pool
 
+from control_plane.auth.ratelimit import BRIDGE_HEADER, BRIDGE_TOKEN
+
 __all__ = ["GrpcWebBridge"]
 
 _CONTENT_TYPES = ("application/grpc-web+proto", "application/grpc-web")
@@ -107,7 +109,7 @@ class GrpcWebBridge:
             await response.write_eof()
             return response
         metadata = tuple((k.lower(), v) for k, v in request.headers.items() if k.lower() in _FORWARDED)
-        metadata += (("x-forwarded-for", request.remote or ""),)
+        metadata += (("x-forwarded-for", request.remote or ""), (BRIDGE_HEADER, BRIDGE_TOKEN))
         path = f"/{service}/{method}"
         await response.prepare(request)
         call: Any = None

@@ -19,6 +19,7 @@ from prometheus_client import Counter, Histogram
 
 from control_plane.auth.authenticator import Authenticator
 from control_plane.auth.principal import current_principal
+from control_plane.auth.ratelimit import client_peer
 from control_plane.core.errors import ERROR_DOMAIN, FloeError
 
 __all__ = ["PUBLIC_METHODS", "Registrar", "status_details"]
@@ -105,7 +106,7 @@ class _Call:
             if key == "authorization":
                 authorization = value if isinstance(value, str) else value.decode()
                 break
-        principal = await self.auth.authenticate(authorization, context.peer())
+        principal = await self.auth.authenticate(authorization, client_peer(context))
         current_principal.set(principal)
 
     async def fail(self, context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 from control_plane.auth.authenticator import Authenticator
 from control_plane.auth.principal import Principal
-from control_plane.auth.ratelimit import peer_host
+from control_plane.auth.ratelimit import client_peer, peer_host
 from control_plane.auth.secrets import hash_secret, sha256_hex, verify_secret
 from control_plane.auth.tokens import TokenSigner
 from control_plane.core.errors import (
@@ -160,7 +160,8 @@ class AuthServicer(users_pb2_grpc.AuthServiceServicer):
         self._refresh_ttl_ns = int(refresh_ttl_seconds * 1e9)
 
     async def Login(self, request: users_pb2.LoginRequest, context: Any) -> Any:
-        return await self._auth.guard(context.peer(), lambda: self._login(request, context.peer()))
+        peer = client_peer(context)
+        return await self._auth.guard(peer, lambda: self._login(request, peer))
 
     async def _login(self, request: users_pb2.LoginRequest, peer: str) -> users_pb2.LoginResponse:
         failure = Unauthenticated("Username or password is incorrect.", reason="LOGIN_FAILED")
@@ -204,7 +205,7 @@ class AuthServicer(users_pb2_grpc.AuthServiceServicer):
         return session
 
     async def RefreshToken(self, request: users_pb2.RefreshTokenRequest, context: Any) -> Any:
-        session = await self._auth.guard(context.peer(), lambda: self._session(request.refresh_token))
+        session = await self._auth.guard(client_peer(context), lambda: self._session(request.refresh_token))
         record = await self._store.get(session.user)
         if record is None:
             raise Unauthenticated("This user no longer exists.", reason="SESSION_ENDED")
