@@ -52,6 +52,10 @@ class ControlPlaneSettings:
         None,
         "Mutual TLS: every gRPC client (agents, SDK, CLI) must present a certificate signed by this CA.",
     )
+    web_dir: Path | None = setting(
+        None,
+        "Built dashboard served at / on the HTTP port; default web/dist beside the control_plane package.",
+    )
     log_level: str = setting("info", "debug, info, warning or error.")
     log_format: str = setting("auto", "auto (JSON unless a terminal), json or text.")
 

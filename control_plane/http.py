@@ -1,20 +1,66 @@
 """The control plane's HTTP port: probes (/livez /readyz /startupz /healthz) and /metrics, which
-need no credential, and gRPC-web (``control_plane/grpcweb.py``), whose calls authenticate like
-any gRPC call. Later also the dashboard."""
+need no credential, gRPC-web (``control_plane/grpcweb.py``), whose calls authenticate like any
+gRPC call, and the dashboard: the static files Vite built into ``web/dist`` (``index.html`` at
+``/``, fingerprinted ``/assets/*`` cached for a year). The page holds no secret; everything it
+shows comes over gRPC-web with the signed-in user's token."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from floe.v1 import health_pb2
 
-__all__ = ["build_http_app"]
+__all__ = ["DEFAULT_WEB_DIR", "build_http_app"]
 
 HS = health_pb2.HealthStatus
+DEFAULT_WEB_DIR = Path(__file__).resolve().parent.parent / "web" / "dist"
+
+# The dashboard loads only its own files and talks only to this origin.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+def _add_dashboard(app: web.Application, web_dir: Path) -> None:
+    index = web_dir / "index.html"
+    assets = web_dir / "assets"
+
+    async def page(request: web.Request) -> web.StreamResponse:
+        if not index.is_file():
+            return web.json_response(
+                {
+                    "error": {
+                        "code": "dashboard_not_built",
+                        "message": f"No dashboard at {web_dir}: build it with `npm ci && npm run build` in web/ "
+                        "or set web_dir.",
+                    }
+                },
+                status=404,
+            )
+        return web.FileResponse(index, headers={**_PAGE_HEADERS, "Cache-Control": "no-cache"})
+
+    async def asset(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        path = assets / name
+        if "/" in name or name.startswith(".") or not path.is_file():
+            return web.json_response({"error": {"code": "not_found", "message": f"no asset {name!r}"}}, status=404)
+        # Vite puts a content hash in every asset name: a changed file gets a new name.
+        return web.FileResponse(path, headers={**_PAGE_HEADERS, "Cache-Control": "public, max-age=31536000, immutable"})
+
+    app.router.add_get("/", page)
+    app.router.add_get("/index.html", page)
+    app.router.add_get("/assets/{name}", asset)
 
 
 def build_http_app(
@@ -23,6 +69,7 @@ def build_http_app(
     started: float,
     is_started: Callable[[], bool],
     store_check: Callable[[], Awaitable[health_pb2.DependencyCheck]],
+    web_dir: Path = DEFAULT_WEB_DIR,
 ) -> web.Application:
     cache: dict[str, tuple[float, health_pb2.DependencyCheck]] = {}
 
@@ -78,4 +125,5 @@ def build_http_app(
     app.router.add_get("/startupz", startupz)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    _add_dashboard(app, web_dir)
     return app

@@ -31,7 +31,7 @@ from control_plane.config import ControlPlaneSettings
 from control_plane.fleet.registry import AgentRegistry
 from control_plane.fleet.service import AgentServicer, FleetServicer, WorkServicer
 from control_plane.grpcweb import GrpcWebBridge
-from control_plane.http import build_http_app
+from control_plane.http import DEFAULT_WEB_DIR, build_http_app
 from control_plane.reflection import ReflectionPool
 from control_plane.rpc import Registrar
 from control_plane.services.datasets import DatasetServicer
@@ -198,6 +198,7 @@ class ControlPlane:
             started=self.started,
             is_started=lambda: self._ready,
             store_check=lambda: check_store(self.store),
+            web_dir=s.web_dir or DEFAULT_WEB_DIR,
         )
         self._grpcweb.add_routes(app)
         self._http = web.AppRunner(app, access_log=None)

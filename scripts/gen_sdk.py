@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
-"""Generate the Python protobuf, gRPC and type-stub code in ``sdk/floe/v1`` from ``proto/``.
+"""Generate the SDK code from ``proto/``: Python protobuf, gRPC and type stubs in ``sdk/floe/v1``,
+and the TypeScript messages and service descriptors in ``sdk/ts/floe/v1`` that the web dashboard
+imports (``protoc-gen-es``, pinned in ``web/package.json``; run ``npm ci`` in ``web/`` first).
 
 This is the only way generated code enters the repository. ``--check`` regenerates into a
 temporary directory and exits 1 when the committed files differ (CI and a test run it).
 
 Usage:
-    python scripts/gen_sdk.py           # rewrite sdk/floe/v1
-    python scripts/gen_sdk.py --check   # fail when sdk/floe/v1 is stale
+    python scripts/gen_sdk.py           # rewrite sdk/floe/v1 and sdk/ts/floe/v1
+    python scripts/gen_sdk.py --check   # fail when either is stale
 """
 
 from __future__ import annotations
 
 import argparse
 import filecmp
+import json
 import shutil
 import subprocess
 import sys
@@ -24,6 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "proto"
 OUT_ROOT = ROOT / "sdk"
 PACKAGE_DIR = Path("floe") / "v1"
+TS_DIR = Path("ts") / "floe" / "v1"
+PROTOC_GEN_ES = ROOT / "web" / "node_modules" / ".bin" / "protoc-gen-es"
 INIT_TEXT = '"""Generated from proto/floe/v1 by scripts/gen_sdk.py. Do not edit."""\n'
 
 
@@ -60,6 +65,19 @@ def generate(out_root: Path) -> None:
     subprocess.run(cmd, check=True, cwd=ROOT)
     (target / "__init__.py").write_text(INIT_TEXT)
     (target / "py.typed").write_text("")
+    generate_ts(out_root)
+
+
+def generate_ts(out_root: Path) -> None:
+    """TypeScript for the dashboard: ``buf generate`` with protoc-gen-es from web/node_modules."""
+    if not PROTOC_GEN_ES.exists():
+        raise SystemExit(f"{PROTOC_GEN_ES.relative_to(ROOT)} not found: run `npm ci` in web/ first.")
+    target = out_root / TS_DIR
+    if target.exists():
+        shutil.rmtree(target)
+    plugin = {"local": str(PROTOC_GEN_ES), "out": str(out_root / "ts"), "opt": ["target=ts", "import_extension=none"]}
+    template = json.dumps({"version": "v2", "plugins": [plugin]})
+    subprocess.run([_plugin("buf"), "generate", "proto", "--template", template], check=True, cwd=ROOT)
 
 
 def _generated(folder: Path) -> set[str]:
@@ -83,15 +101,17 @@ def main() -> int:
     args = parser.parse_args()
     if not args.check:
         generate(OUT_ROOT)
-        print(f"Generated {OUT_ROOT / PACKAGE_DIR}")
+        print(f"Generated {OUT_ROOT / PACKAGE_DIR} and {OUT_ROOT / TS_DIR}")
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp))
-        committed = OUT_ROOT / PACKAGE_DIR
-        if not committed.exists():
-            print(f"{committed} is missing: run python scripts/gen_sdk.py", file=sys.stderr)
-            return 1
-        stale = _diff(Path(tmp) / PACKAGE_DIR, committed)
+        stale = []
+        for folder in (PACKAGE_DIR, TS_DIR):
+            committed = OUT_ROOT / folder
+            if not committed.exists():
+                print(f"{committed} is missing: run python scripts/gen_sdk.py", file=sys.stderr)
+                return 1
+            stale += [str(folder / name) for name in _diff(Path(tmp) / folder, committed)]
     if stale:
         print(
             "Generated code is stale: " + ", ".join(stale) + ". Run python scripts/gen_sdk.py.",

@@ -52,7 +52,7 @@ def run_floe(
 class Up:
     """``floe up`` in a directory, its stdout read line by line on a thread."""
 
-    def __init__(self, cwd: Path) -> None:
+    def __init__(self, cwd: Path, **env: str) -> None:
         self.cwd = cwd
         self.stderr_path = cwd / f"up-{time.monotonic_ns()}.stderr"
         with self.stderr_path.open("wb") as err:
@@ -60,7 +60,7 @@ class Up:
                 [*floe_argv(), "up", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"],
                 stdout=subprocess.PIPE,
                 stderr=err,
-                env=clean_env(),
+                env=clean_env(**env),
                 cwd=cwd,
                 text=True,
             )

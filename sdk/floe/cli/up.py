@@ -91,6 +91,34 @@ def _ensure_agent_key(data_dir: Path, grpc_address: str) -> Path:
     return path
 
 
+def _ensure_admin_user(data_dir: Path, grpc_address: str) -> Path:
+    """The dashboard's first user, ``admin``, with a random password kept in ``admin.password``
+    (mode 0600), created once with the bootstrap admin key. Change it with ``floe users``."""
+    path = data_dir / "admin.password"
+    if path.exists():
+        return path
+    import secrets
+
+    import grpc
+
+    from floe.client import Client
+    from floe.errors import RpcError
+    from floe.files import write_private_file
+    from floe.v1 import common_pb2
+
+    password = secrets.token_urlsafe(18)
+    admin = (data_dir / "admin.key").read_text().strip()
+    with Client(grpc_address, api_key=admin) as client:
+        try:
+            client.users.create("admin", password, role=common_pb2.ROLE_ADMIN, display_name="Administrator")
+        except RpcError as exc:
+            if exc.code != grpc.StatusCode.ALREADY_EXISTS:
+                raise
+            return path  # made by hand before: its password is not ours to know
+    write_private_file(path, (password + "\n").encode())
+    return path
+
+
 def _role_args(kind: str, started: list[Child], any_port: bool) -> list[str]:
     """Flags that tie the embedded agents together."""
     if kind == "receiver":
@@ -136,8 +164,9 @@ def run_up(args: argparse.Namespace) -> int:
     assert cp is not None
     try:
         key_file = _ensure_agent_key(data_dir, cp["grpc"])
+        password_file = _ensure_admin_user(data_dir, cp["grpc"])
     except Exception as exc:  # the message is for a person; the control plane log has details
-        print(f"floe up: could not create the agents' key: {exc}", file=sys.stderr)
+        print(f"floe up: could not create the agents' key or the admin user: {exc}", file=sys.stderr)
         _stop_all(children)
         return 1
     for kind, name in AGENTS:
@@ -169,6 +198,7 @@ def run_up(args: argparse.Namespace) -> int:
     print(
         "\nFloe is up.\n"
         f"  control plane gRPC   {cp['grpc']}\n"
+        f"  dashboard            http://{cp['http']}/  (user admin, password in {password_file})\n"
         f"  control plane HTTP   http://{cp['http']}  (/healthz, /metrics)\n"
         f"{agent_lines}"
         f"  data directory       {data_dir}\n"
