@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import stat
 
 from playwright.sync_api import Page, expect
 
@@ -10,6 +11,8 @@ from tests.web.conftest import Stack, shot, sign_in
 
 
 def test_sign_in_refuses_a_wrong_password_then_signs_in_and_out(page: Page, stack: Stack) -> None:
+    # floe up made the user admin with a random password only its owner can read.
+    assert stat.S_IMODE((stack.data_dir / "admin.password").stat().st_mode) == 0o600
     page.goto(stack.url)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_text("Enter your username.")).to_be_visible()  # checked before sending
