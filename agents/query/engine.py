@@ -19,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import logging
 import math
 import time
-from collections.abc import AsyncGenerator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncGenerator, Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -83,6 +84,8 @@ class QueryJob:
     end: datetime | None
     max_rows: int
     json: bool
+    #: The client takes the whole answer as one ``result`` response when it fits in one chunk.
+    single: bool = False
 
 
 def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -140,6 +143,16 @@ def arrow_chunks(batch: pa.RecordBatch) -> list[bytes]:
     return out
 
 
+def _chunks(batch: pa.RecordBatch, json: bool) -> Iterator[query_pb2.ResultChunk]:
+    """``batch`` as result chunks: Arrow IPC streams of about ``_CHUNK_BYTES``, or JSON rows."""
+    if json:
+        for offset in range(0, batch.num_rows, _JSON_CHUNK_ROWS):
+            yield query_pb2.ResultChunk(rows=json_rows(batch.slice(offset, _JSON_CHUNK_ROWS)))
+    else:
+        for data in arrow_chunks(batch):
+            yield query_pb2.ResultChunk(arrow_ipc=data)
+
+
 def _duckdb_error(exc: duckdb.Error, timed_out: bool, limits: Limits) -> QueryError:
     """A DuckDB failure as a status a person can act on."""
     code = grpc.StatusCode
@@ -173,16 +186,28 @@ _Prepared = tuple[CheckedSQL, list[tuple[str, str]], pa.RecordBatchReader, list[
 
 
 class _Timeout:
-    """One query's statement timeout: interrupts the query's session once it has one."""
+    """One query's statement timeout and cancellation: interrupts the query's session once it
+    has one; a statement not started yet checks ``stopped`` first."""
 
     def __init__(self) -> None:
         self.session: Session | None = None
         self.fired = False
+        #: The caller went away while a worker was busy with the query (see ``Engine._work``).
+        self.abandoned = False
+
+    @property
+    def stopped(self) -> bool:
+        return self.fired or self.abandoned
 
     def expire(self) -> None:
         self.fired = True
         if self.session is not None:
             self.session.interrupt()  # thread-safe; stops the statement on its worker thread
+
+    def abandon(self) -> None:
+        self.abandoned = True
+        if self.session is not None:
+            self.session.interrupt()
 
 
 class Engine:
@@ -225,8 +250,29 @@ class Engine:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._databases.close()
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+    async def _work(
+        self, tenant: str, dataset: str, stop: _Timeout, held: Session | None, fn: Callable[..., T], *args: Any
+    ) -> T:
+        """``fn(*args)`` on a worker thread. A worker cannot be stopped, only its statement: when
+        the caller goes away meanwhile, the statement is interrupted and, once the worker is done,
+        the session it worked on is finished — ``held``, or the one it returned (a worker that
+        fails on a session it opened finishes that itself). Until then nothing else touches it."""
+        future = self._pool.submit(fn, *args)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            stop.abandon()
+            future.add_done_callback(functools.partial(self._reclaim, tenant, dataset, held))
+            raise
+
+    def _reclaim(self, tenant: str, dataset: str, held: Session | None, future: Future[Any]) -> None:
+        session = held
+        if session is None and not future.cancelled() and future.exception() is None:
+            result = future.result()
+            session = result if isinstance(result, Session) else result[0]
+        if session is not None:
+            with contextlib.suppress(RuntimeError):  # the engine closed meanwhile: its databases are gone
+                self._pool.submit(self._finish, tenant, dataset, session)
 
     # -- files -------------------------------------------------------------------------------
 
@@ -347,8 +393,8 @@ class Engine:
         """Check ``sql``, start it and read its first batch — and the end of the result too when
         that batch is short (the last one), saving small results a trip to a worker thread."""
         checked = self._check(session, sql, table)
-        if timeout.fired:  # an interrupt before the statement starts would be lost
-            raise duckdb.InterruptException("statement timeout")
+        if timeout.stopped:  # an interrupt before the statement starts would be lost
+            raise duckdb.InterruptException("statement timeout or caller gone")
         columns, reader = session.start(checked.sql, _BATCH_ROWS)
         first = _next_batch(reader)
         if first is None or first.num_rows >= _BATCH_ROWS:
@@ -384,7 +430,9 @@ class Engine:
     async def schema(self, tenant: str, dataset: str) -> list[tuple[str, str]]:
         files = await self._files_or_fail(tenant, dataset)
         async with self._slots:
-            session = await self._run(self._open, tenant, dataset, files, files, TimeRange(None, None))
+            session = await self._work(
+                tenant, dataset, _Timeout(), None, self._open, tenant, dataset, files, files, TimeRange(None, None)
+            )
             self._pool.submit(self._finish, tenant, dataset, session)
         return session.columns
 
@@ -400,15 +448,16 @@ class Engine:
             timeout = _Timeout()
             timer = asyncio.get_running_loop().call_later(self.limits.statement_timeout, timeout.expire)
             session: Session | None = None
+            work = functools.partial(self._work, job.tenant, job.dataset, timeout)
             try:
                 if job.question:
                     assert self.writer is not None
-                    opened = await self._run(self._open, job.tenant, job.dataset, files, chosen, when)
+                    opened = await work(None, self._open, job.tenant, job.dataset, files, chosen, when)
                     session = timeout.session = opened
                     sql = await self.writer.write_sql(job.question, job.dataset, opened.columns)
-                    prepared = await self._run(self._prepare, opened, sql, job.dataset, timeout)
+                    prepared = await work(opened, self._prepare, opened, sql, job.dataset, timeout)
                 else:
-                    opened, prepared = await self._run(self._open_and_prepare, job, files, chosen, when, timeout)
+                    opened, prepared = await work(None, self._open_and_prepare, job, files, chosen, when, timeout)
                     session = opened
                 checked, columns, reader, ahead = prepared
                 batch = ahead.pop(0)
@@ -421,7 +470,12 @@ class Engine:
                     arrow_schema=reader.schema.serialize().to_pybytes(),
                     notes=opened.notes,
                 )
-                yield query_pb2.ExecuteQueryResponse(header=header)
+                # A single-response call holds the header and the first chunk back until a second
+                # chunk shows the result is larger than one: most answers are, and then travel as
+                # one message through both gRPC hops instead of three.
+                held: list[query_pb2.ResultChunk] | None = [] if job.single else None
+                if held is None:
+                    yield query_pb2.ExecuteQueryResponse(header=header)
                 rows = 0
                 truncated = False
                 while batch is not None:
@@ -435,16 +489,18 @@ class Engine:
                             batch = batch.slice(0, max_rows - rows)
                             truncated = True
                         rows += batch.num_rows
-                        if job.json:
-                            for offset in range(0, batch.num_rows, _JSON_CHUNK_ROWS):
-                                part = json_rows(batch.slice(offset, _JSON_CHUNK_ROWS))
-                                yield query_pb2.ExecuteQueryResponse(chunk=query_pb2.ResultChunk(rows=part))
-                        else:
-                            for data in arrow_chunks(batch):
-                                yield query_pb2.ExecuteQueryResponse(chunk=query_pb2.ResultChunk(arrow_ipc=data))
+                        for chunk in _chunks(batch, job.json):
+                            if held is not None:
+                                if not held:
+                                    held.append(chunk)
+                                    continue
+                                yield query_pb2.ExecuteQueryResponse(header=header)
+                                yield query_pb2.ExecuteQueryResponse(chunk=held[0])
+                                held = None
+                            yield query_pb2.ExecuteQueryResponse(chunk=chunk)
                         if truncated:
                             break
-                    batch = ahead.pop(0) if ahead else await self._run(_next_batch, reader)
+                    batch = ahead.pop(0) if ahead else await work(session, _next_batch, reader)
                 elapsed = duration_pb2.Duration()
                 elapsed.FromNanoseconds(int((time.perf_counter() - started) * 1e9))
                 scanned = sum(f.size for f in chosen)
@@ -475,7 +531,11 @@ class Engine:
                     },
                 )
                 # Inside the try: the database is handed back only after the summary is on its way.
-                yield query_pb2.ExecuteQueryResponse(summary=summary)
+                if held is None:
+                    yield query_pb2.ExecuteQueryResponse(summary=summary)
+                else:
+                    result = query_pb2.QueryResult(header=header, chunk=held[0] if held else None, summary=summary)
+                    yield query_pb2.ExecuteQueryResponse(result=result)
             except duckdb.Error as exc:
                 err = _duckdb_error(exc, timeout.fired, self.limits)
                 if err.reason == "STORE_UNAVAILABLE":
@@ -484,10 +544,15 @@ class Engine:
             except QueryError as exc:
                 raise self._failed(exc) from None
             finally:
-                timer.cancel()
-                if session is not None:
-                    session.interrupt()  # a cancelled stream stops the statement at once
-                    self._pool.submit(self._finish, job.tenant, job.dataset, session)
+                if timeout.abandoned:
+                    # A worker still has the session and finishes it (``_work``); the timer stays
+                    # to stop a statement that started just after the interrupt.
+                    pass
+                else:
+                    timer.cancel()
+                    if session is not None:
+                        session.interrupt()  # a cancelled stream stops the statement at once
+                        self._pool.submit(self._finish, job.tenant, job.dataset, session)
 
     async def datasets(self, tenant: str, names: list[str]) -> list[query_pb2.QueryableDataset]:
         out = []

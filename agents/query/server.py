@@ -92,6 +92,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                 end=request.end_time.ToDatetime(tzinfo=UTC) if request.HasField("end_time") else None,
                 max_rows=request.max_rows,
                 json=request.format == query_pb2.RESULT_FORMAT_JSON,
+                single=request.single_response,
             )
             # Closed at once when the call ends early (cancelled, or the caller went away): the
             # statement stops and its database is handed back now, not when the generator is collected.

@@ -35,6 +35,7 @@ All methods block; the engine calls them on its worker threads, one at a time pe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import threading
@@ -86,8 +87,11 @@ def _moment(value: datetime, sql_type: str) -> str:
 class Database:
     """A DuckDB database locked down to one dataset's files; runs one ``Session`` at a time."""
 
-    #: What a query could change outside its transaction; compared after every query.
+    #: What a query could change outside its transaction; compared after every query. Prepared
+    #: once on the database's own connection (no session can reach it): binding it again after
+    #: every query cost ~0.4 ms of CPU, more than running it.
     _STATE_SQL = "SELECT (SELECT count(*) FROM duckdb_databases()), (SELECT count(*) FROM duckdb_secrets())"
+    _STATE = "floe_state"
 
     def __init__(self, limits: Limits, spill_dir: Path) -> None:
         spill_dir.mkdir(parents=True, exist_ok=True)
@@ -127,11 +131,12 @@ class Database:
         self.con.execute("SET enable_external_access=false")
         self.con.execute("SET python_enable_replacements=false")
         self.con.execute("SET lock_configuration=true")
+        self.con.execute(f"PREPARE {self._STATE} AS {self._STATE_SQL}")
         self.allowed = wanted
         self._state = self._current_state()
 
     def _current_state(self) -> tuple[object, ...]:
-        row = self.con.execute(self._STATE_SQL).fetchone()
+        row = self.con.execute(f"EXECUTE {self._STATE}").fetchone()
         return tuple(row or ())
 
     def clean(self) -> bool:
@@ -255,7 +260,9 @@ class Session:
         return columns, rel.to_arrow_reader(batch_rows)
 
     def interrupt(self) -> None:
-        self.con.interrupt()
+        """Stop the running statement, if any (any thread; a no-op once the session is closed)."""
+        with contextlib.suppress(duckdb.Error):
+            self.con.interrupt()
 
     def close(self) -> None:
         """Undo whatever the query did and close its connection; the database is left reusable

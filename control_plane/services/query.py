@@ -7,7 +7,11 @@ agent whose credential may serve that tenant. Each forwarded call is signed with
 agent sent in its hello (``agents/query/forwarding.py``) for exactly that method and resource;
 the agent serves nothing else. Errors from the agent reach the caller with their code, message
 and ErrorInfo unchanged. When an agent cannot be reached before any response was sent, the next
-one is tried. A query's stream ends as soon as its summary (always the last response) is relayed.
+one is tried. A query's stream ends as soon as its summary or its single ``result`` (always the
+last response) is relayed.
+
+Relayed responses are parsed and serialized again rather than passed through as bytes: that costs
+under 1 µs for a small answer and ~0.2 ms per MiB of a large one, against ~1 ms of gRPC per hop.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ _ENDPOINT = "query_grpc"
 _SECRET = "query_auth"  # noqa: S105 (the endpoints key, not a secret)
 #: Used when the caller set no deadline: a query's own statement timeout ends it sooner.
 _DEFAULT_TIMEOUT = 600.0
+#: The responses that end a query's stream.
+_LAST = frozenset({"summary", "result"})
 
 
 class QueryUnavailable(FloeError):
@@ -145,9 +151,9 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                 async for response in call:
                     sent = True
                     yield response
-                    if response.HasField("summary"):
-                        # The summary is the last response: end the caller's stream now rather
-                        # than wait for the agent's status (most of a millisecond per query).
+                    if response.WhichOneof("payload") in _LAST:
+                        # The summary (or the whole result) is the last response: end the caller's
+                        # stream now rather than wait for the agent's status (most of a millisecond).
                         return
                 return
             except grpc.aio.AioRpcError as exc:

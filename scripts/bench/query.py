@@ -12,11 +12,12 @@ top-N and a text search (``message LIKE '%...%'``) — three ways, ``--repeat`` 
   control plane with the SDK (two gRPC hops, authorization, forwarding signature).
 
 The three paths take turns within each repetition, so load from other work on the machine falls
-on all of them alike. Prints the median and range in ms, rows/s (rows in the files the query
-covers / median time) and the ratio to DuckDB, plus the service's own elapsed time per call
-(``in-agent``, from its summary: the difference to ``service`` is the two gRPC hops and the SDK).
-Target (issue 7): service <= 1.15x DuckDB. Both sides use the same number of DuckDB threads
-(``--threads``), the same files and the same SQL.
+on all of them alike; a fourth, ``hops``, times a call that does no work (``GetLimits``) along
+the same two gRPC hops, the floor of any call through the control plane. Prints the median and
+range in ms, rows/s (rows in the files the query covers / median time) and the ratio to DuckDB,
+plus the service's own elapsed time per call (``in-agent``, from its summary: the difference to
+``service`` is the two gRPC hops and the SDK). Target (issue 7): service <= 1.15x DuckDB. Both
+sides use the same number of DuckDB threads (``--threads``), the same files and the same SQL.
 
     python scripts/bench/query.py
     python scripts/bench/query.py --rows 1000000 --repeat 3
@@ -37,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import grpc
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -122,17 +124,30 @@ def plain_duckdb(root: Path, threads: int) -> Runner:
 def engine_path(engine: Engine, loop: asyncio.AbstractEventLoop) -> Runner:
     def run(sql: str, window: tuple[datetime, datetime] | None) -> object:
         job = QueryJob(TENANT, DATASET, sql, "", window[0] if window else None, window[1] if window else None,
-                       0, False)  # fmt: skip
+                       0, False, single=True)  # fmt: skip
 
         async def drain() -> int:
             size = 0
             async for response in engine.execute(job):
-                size += len(response.chunk.arrow_ipc)
+                size += len(response.chunk.arrow_ipc) + len(response.result.chunk.arrow_ipc)
             return size
 
         return loop.run_until_complete(drain())
 
     return run
+
+
+def engine_settled(engine: Engine) -> Callable[[], None]:
+    """Waits (untimed) until the engine has rolled its last query back and put its database back,
+    which its worker thread does after the last response: otherwise that work would run during
+    the next path's measurement."""
+
+    def settle() -> None:
+        deadline = time.monotonic() + 10
+        while not engine._databases._idle.get(f"{TENANT}/{DATASET}") and time.monotonic() < deadline:
+            time.sleep(0.0005)
+
+    return settle
 
 
 def main() -> int:
@@ -161,8 +176,9 @@ def main() -> int:
                     "duckdb": plain_duckdb(data, args.threads),
                     "engine": engine_path(engine, loop),
                     "service": service.run,
+                    "hops": service.hops,
                 }
-                results = measure(paths, args.repeat, service)
+                results = measure(paths, args.repeat, service, {"engine": engine_settled(engine)})
         finally:
             loop.run_until_complete(engine.close())
             loop.close()
@@ -174,6 +190,9 @@ def main() -> int:
             for path, times in by_path.items():
                 med = statistics.median(times)
                 spread = f"{min(times) * 1e3:.1f}-{max(times) * 1e3:.1f}"
+                if path == "hops":
+                    print(f"{name:<12} {path:<8} {med * 1e3:8.1f} {spread:>17} {'-':>14} {'-':>9}")
+                    continue
                 rate = covered[name] / med
                 print(f"{name:<12} {path:<8} {med * 1e3:8.1f} {spread:>17} {rate:14,.0f} {med / base:8.2f}x")
         return 0
@@ -181,21 +200,26 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def measure(paths: dict[str, Runner], repeat: int, service: Service) -> dict[str, dict[str, list[float]]]:
+def measure(
+    paths: dict[str, Runner], repeat: int, service: Service, settle: dict[str, Callable[[], None]]
+) -> dict[str, dict[str, list[float]]]:
     """Each query ``repeat`` times on every path, the paths taking turns within a repetition, so
     load from other work on the machine falls on all of them alike. One warm-up run each first
-    (page cache, footers, the service's per-dataset database)."""
+    (page cache, footers, the service's per-dataset database). ``settle[path]`` runs untimed
+    after each run of that path."""
     results: dict[str, dict[str, list[float]]] = {}
     for name, (sql, window) in QUERIES.items():
         times: dict[str, list[float]] = {path: [] for path in paths}
-        for run in paths.values():
+        for path, run in paths.items():
             run(sql, window)
+            settle.get(path, lambda: None)()
         service.inside.clear()
         for _ in range(repeat):
             for path, run in paths.items():
                 t = time.perf_counter()
                 run(sql, window)
                 times[path].append(time.perf_counter() - t)
+                settle.get(path, lambda: None)()
         times["in-agent"] = list(service.inside)
         results[name] = times
     return results
@@ -212,6 +236,7 @@ class Service:
         self.server = Server(work / "cp", ["--agent-heartbeat-interval", "2s"])
         self.agent: subprocess.Popen[bytes] | None = None
         self.admin: Client | None = None
+        self.channel: grpc.Channel | None = None
         #: The agent's own elapsed time of each call (from its summary).
         self.inside: list[float] = []
 
@@ -236,6 +261,7 @@ class Service:
                 "--query-max-time-range", "0", "--query-max-rows", "10000000",
                 "--query-threads", str(self.threads), "--query-memory-limit", "4GiB",
             ]  # fmt: skip
+            self.channel = grpc.insecure_channel(self.server.grpc)
             log = (self.work / "agent.log").open("wb")
             self.agent = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
             deadline = time.monotonic() + 60
@@ -260,7 +286,17 @@ class Service:
         self.inside.append(result.summary.elapsed.ToNanoseconds() / 1e9)
         return result
 
+    def hops(self, sql: str, window: tuple[datetime, datetime] | None) -> object:
+        """``GetLimits`` through the control plane to the agent: both hops, no query work."""
+        from floe.v1 import query_pb2, query_pb2_grpc
+
+        assert self.channel is not None
+        metadata = (("authorization", f"Bearer {self.server.admin_key}"),)
+        return query_pb2_grpc.QueryServiceStub(self.channel).GetLimits(query_pb2.GetLimitsRequest(), metadata=metadata)
+
     def __exit__(self, *exc: object) -> None:
+        if self.channel is not None:
+            self.channel.close()
         if self.admin is not None:
             self.admin.close()
         if self.agent is not None:

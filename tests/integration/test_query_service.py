@@ -26,7 +26,7 @@ import pytest
 from aiohttp import web
 
 from agents.runtime.layout import parquet_key
-from floe import Client
+from floe import AsyncClient, Client
 from floe.errors import RpcError
 from floe.v1 import common_pb2, datasets_pb2, keys_pb2, query_pb2, query_pb2_grpc
 from tests.helpers import ROOT, ControlPlaneProcess, eventually
@@ -219,6 +219,52 @@ def test_json_rows_and_the_parquet_path_placeholder(env: Env) -> None:
     result = env.admin.query.execute(sql, dataset="qa/logs", json=True)
     assert result.json_rows == [{"host": "host-0", "n": 1287}, {"host": "host-1", "n": 1287}]
     assert "FROM logs" in result.header.sql
+
+
+def test_small_answers_come_as_one_response_to_clients_that_ask(env: Env) -> None:
+    metadata = [("authorization", f"Bearer {env.viewer_a}")]
+
+    def kinds(sql: str, *, single_response: bool = False, json: bool = False, max_rows: int = 0) -> list[str]:
+        request = query_pb2.ExecuteQueryRequest(
+            dataset="tenants/qa/datasets/logs",
+            sql=sql,
+            single_response=single_response,
+            format=query_pb2.RESULT_FORMAT_JSON if json else query_pb2.RESULT_FORMAT_ARROW,
+            max_rows=max_rows,
+        )
+        with grpc.insecure_channel(env.cp.grpc) as channel:
+            stub = query_pb2_grpc.QueryServiceStub(channel)
+            return [str(r.WhichOneof("payload")) for r in stub.ExecuteQuery(request, metadata=metadata, timeout=30)]
+
+    count = "SELECT count(*) AS n FROM logs"
+    assert kinds(count, single_response=True) == ["result"]
+    # Clients that do not know the combined form (grpcurl, older SDKs) never get it.
+    assert kinds(count) == ["header", "chunk", "summary"]
+    assert kinds(count, json=True) == ["header", "chunk", "summary"]
+    # More than one chunk (JSON: 500 rows each) streams even when one response was asked for.
+    streamed = kinds("SELECT host FROM logs", single_response=True, json=True, max_rows=1200)
+    assert streamed == ["header", "chunk", "chunk", "chunk", "summary"]
+
+
+def test_the_async_client_collects_both_forms(env: Env) -> None:
+    async def main() -> None:
+        async with AsyncClient(env.cp.grpc, api_key=env.viewer_a, retries=0) as client:
+            small = await client.query.execute("SELECT count(*) AS n FROM logs", dataset="qa/logs")
+            assert small.table.to_pylist() == [{"n": 3 * ROWS_PER_HOUR}] and small.summary.row_count == 1
+            assert [c.name for c in small.header.columns] == ["n"]
+            large = await client.query.execute("SELECT host FROM logs", dataset="qa/logs", json=True, max_rows=1200)
+            assert len(large.json_rows) == 1200 and large.summary.truncated
+            raw = [r.WhichOneof("payload") async for r in client.query.stream("SELECT 1 AS x", dataset="qa/logs")]
+            assert raw == ["header", "chunk", "summary"]
+
+    asyncio.run(main())
+
+
+def test_a_deadline_ends_a_running_query_and_the_agent_goes_on(env: Env) -> None:
+    endless = "SELECT count(*) FROM range(1000000000000) t(x) WHERE x % 7 = 3"
+    err = _error(env.admin.query.execute, endless, dataset="qa/logs", timeout=0.5)
+    assert err.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert env.admin.query.execute("SELECT 1 AS x FROM logs LIMIT 1", dataset="qa/logs").table.num_rows == 1
 
 
 def test_schema_listing_and_limits(env: Env) -> None:

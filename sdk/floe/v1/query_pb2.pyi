@@ -57,6 +57,7 @@ class ExecuteQueryRequest(_message.Message):
     END_TIME_FIELD_NUMBER: _builtins.int
     MAX_ROWS_FIELD_NUMBER: _builtins.int
     FORMAT_FIELD_NUMBER: _builtins.int
+    SINGLE_RESPONSE_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
     """`tenants/{tenant}/datasets/{dataset}`."""
     sql: _builtins.str
@@ -70,6 +71,11 @@ class ExecuteQueryRequest(_message.Message):
     max_rows: _builtins.int
     """Stop after this many rows (0: the max_rows limit); never above the limit."""
     format: Global___ResultFormat.ValueType
+    single_response: _builtins.bool
+    """Accept the whole answer as one `result` response when it fits in one chunk
+    (most aggregates do), saving two messages per hop. Larger results still
+    stream as header, chunks and summary, so a client setting this handles both.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """Rows with `timestamp` >= start_time. Default: end_time minus the
@@ -90,10 +96,11 @@ class ExecuteQueryRequest(_message.Message):
         end_time: _timestamp_pb2.Timestamp | None = ...,
         max_rows: _builtins.int = ...,
         format: Global___ResultFormat.ValueType = ...,
+        single_response: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "query", b"query", "question", b"question", "sql", b"sql", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "end_time", b"end_time", "format", b"format", "max_rows", b"max_rows", "query", b"query", "question", b"question", "sql", b"sql", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "end_time", b"end_time", "format", b"format", "max_rows", b"max_rows", "query", b"query", "question", b"question", "single_response", b"single_response", "sql", b"sql", "start_time", b"start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_query: _TypeAlias = _typing.Literal["sql", "question"]  # noqa: Y015
     _WhichOneofArgType_query: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
@@ -108,6 +115,7 @@ class ExecuteQueryResponse(_message.Message):
     HEADER_FIELD_NUMBER: _builtins.int
     CHUNK_FIELD_NUMBER: _builtins.int
     SUMMARY_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def header(self) -> Global___QueryHeader:
         """Always first."""
@@ -118,6 +126,47 @@ class ExecuteQueryResponse(_message.Message):
     def summary(self) -> Global___QuerySummary:
         """Always last."""
 
+    @_builtins.property
+    def result(self) -> Global___QueryResult:
+        """The whole answer in one response, instead of all the above; sent only
+        when the request set `single_response`.
+        """
+
+    def __init__(
+        self,
+        *,
+        header: Global___QueryHeader | None = ...,
+        chunk: Global___ResultChunk | None = ...,
+        summary: Global___QuerySummary | None = ...,
+        result: Global___QueryResult | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "payload", b"payload", "result", b"result", "summary", b"summary"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "payload", b"payload", "result", b"result", "summary", b"summary"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["header", "chunk", "summary", "result"]  # noqa: Y015
+    _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
+
+Global___ExecuteQueryResponse: _TypeAlias = ExecuteQueryResponse  # noqa: Y015
+
+@_typing.final
+class QueryResult(_message.Message):
+    """A whole answer: what the header, the one chunk and the summary would carry."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def header(self) -> Global___QueryHeader: ...
+    @_builtins.property
+    def chunk(self) -> Global___ResultChunk:
+        """Unset when the query returned no rows."""
+
+    @_builtins.property
+    def summary(self) -> Global___QuerySummary: ...
     def __init__(
         self,
         *,
@@ -125,15 +174,13 @@ class ExecuteQueryResponse(_message.Message):
         chunk: Global___ResultChunk | None = ...,
         summary: Global___QuerySummary | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "payload", b"payload", "summary", b"summary"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "summary", b"summary"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "payload", b"payload", "summary", b"summary"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["header", "chunk", "summary"]  # noqa: Y015
-    _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ExecuteQueryResponse: _TypeAlias = ExecuteQueryResponse  # noqa: Y015
+Global___QueryResult: _TypeAlias = QueryResult  # noqa: Y015
 
 @_typing.final
 class Column(_message.Message):

@@ -80,7 +80,9 @@ class QueryServiceServicer:
     """
 
     def ExecuteQuery(self, request, context):
-        """Streams a header, then result chunks, then a summary. Limits: the time
+        """Streams a header, then result chunks, then a summary — or, when the request
+        sets `single_response` and the whole result fits in one chunk, one `result`
+        response holding all three. Limits: the time
         range may not exceed max_time_range (INVALID_ARGUMENT), results are cut at
         max_rows (the summary says so), ORDER BY may be disallowed
         (INVALID_ARGUMENT), a statement running past statement_timeout or needing

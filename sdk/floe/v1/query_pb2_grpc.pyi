@@ -44,7 +44,9 @@ class QueryServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> QueryServiceAsyncStub: ...
     ExecuteQuery: _grpc.UnaryStreamMultiCallable[_query_pb2.ExecuteQueryRequest, _query_pb2.ExecuteQueryResponse]
-    """Streams a header, then result chunks, then a summary. Limits: the time
+    """Streams a header, then result chunks, then a summary — or, when the request
+    sets `single_response` and the whole result fits in one chunk, one `result`
+    response holding all three. Limits: the time
     range may not exceed max_time_range (INVALID_ARGUMENT), results are cut at
     max_rows (the summary says so), ORDER BY may be disallowed
     (INVALID_ARGUMENT), a statement running past statement_timeout or needing
@@ -73,7 +75,9 @@ class QueryServiceAsyncStub(QueryServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ExecuteQuery: _aio.UnaryStreamMultiCallable[_query_pb2.ExecuteQueryRequest, _query_pb2.ExecuteQueryResponse]  # type: ignore[assignment]
-    """Streams a header, then result chunks, then a summary. Limits: the time
+    """Streams a header, then result chunks, then a summary — or, when the request
+    sets `single_response` and the whole result fits in one chunk, one `result`
+    response holding all three. Limits: the time
     range may not exceed max_time_range (INVALID_ARGUMENT), results are cut at
     max_rows (the summary says so), ORDER BY may be disallowed
     (INVALID_ARGUMENT), a statement running past statement_timeout or needing
@@ -105,7 +109,9 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _query_pb2.ExecuteQueryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_query_pb2.ExecuteQueryResponse], _abc.AsyncIterator[_query_pb2.ExecuteQueryResponse]]:
-        """Streams a header, then result chunks, then a summary. Limits: the time
+        """Streams a header, then result chunks, then a summary — or, when the request
+        sets `single_response` and the whole result fits in one chunk, one `result`
+        response holding all three. Limits: the time
         range may not exceed max_time_range (INVALID_ARGUMENT), results are cut at
         max_rows (the summary says so), ORDER BY may be disallowed
         (INVALID_ARGUMENT), a statement running past statement_timeout or needing
