@@ -23,7 +23,7 @@ from aiohttp import web
 from agents.connector.dlq import DeadLetters, decode_items
 from agents.connector.runner import JobRunner
 from agents.connector.spec import ExportJob, JobSpec, jobs_from_yaml, validate_job
-from agents.runtime.dlq_api import DlqApi
+from agents.runtime.dlq_api import DLQ_ACTIONS, DlqApi
 from agents.runtime.health import HealthBoard
 from agents.runtime.leases import Lease, LeaseLost, Leases, open_leases
 from agents.runtime.objectstore import ObjectStore, open_object_store
@@ -230,7 +230,7 @@ class ConnectorRole(SubscriberRole):
     # -- API ---------------------------------------------------------------------------------
 
     async def command(self, command: agent_pb2.Command) -> agent_pb2.CommandResult:
-        if command.WhichOneof("action") == "retry_dlq":
+        if command.WhichOneof("action") in DLQ_ACTIONS:
             return await self._dlq_api.command(command)
         return await super().command(command)
 

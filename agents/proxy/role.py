@@ -11,7 +11,7 @@ from aiohttp import web
 from agents.proxy.batcher import Batcher, split_dataset_name
 from agents.proxy.forwarder import Forwarder
 from agents.proxy.listeners import ListenerSet
-from agents.runtime.dlq_api import DlqApi
+from agents.runtime.dlq_api import DLQ_ACTIONS, DlqApi
 from agents.runtime.health import HealthBoard
 from agents.runtime.settings import AgentSettings
 from agents.runtime.spool import BatchState, Spool
@@ -144,7 +144,7 @@ class ProxyRole(SubscriberRole):
                 message=f"Reloaded: {len(self.datasets)} listener(s) bound.",
                 details={"listeners": str(len(self.datasets))},
             )
-        if action == "retry_dlq":
+        if action in DLQ_ACTIONS:
             return await self.dlq.command(command)
         return await super().command(command)
 

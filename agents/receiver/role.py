@@ -20,7 +20,7 @@ from agents.receiver.auth import IngestAuth
 from agents.receiver.ingest import Ingest
 from agents.receiver.tenants import TenantTable
 from agents.receiver.uploader import Uploader
-from agents.runtime.dlq_api import DlqApi
+from agents.runtime.dlq_api import DLQ_ACTIONS, DlqApi
 from agents.runtime.health import Component, HealthBoard
 from agents.runtime.objectstore import ObjectStore, open_object_store
 from agents.runtime.settings import AgentSettings
@@ -160,7 +160,7 @@ class ReceiverRole(SubscriberRole):
                 self.ingest.table = TenantTable.from_config(update.tenants)
 
     async def command(self, command: agent_pb2.Command) -> agent_pb2.CommandResult:
-        if command.WhichOneof("action") == "retry_dlq":
+        if command.WhichOneof("action") in DLQ_ACTIONS:
             return await self.dlq.command(command)
         return await super().command(command)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from agents.runtime.dlq_api import DLQ_ACTIONS, no_dlq
 from agents.runtime.health import HealthBoard
 from agents.transforms.spec import validate_transformations
 from floe.protocol import CONFIG_TYPES
@@ -59,7 +60,9 @@ class SubscriberRole:
         action = command.WhichOneof("action")
         if action == "reload":
             return agent_pb2.CommandResult(ok=True, message="Nothing to reload: config comes from the control plane.")
-        return agent_pb2.CommandResult(ok=False, message=f"{action} is not supported by this agent yet.")
+        if action in DLQ_ACTIONS:
+            return no_dlq()
+        return agent_pb2.CommandResult(ok=False, message=f"{action} is not supported by this agent.")
 
     def routes(self, app: web.Application) -> None:
         return None

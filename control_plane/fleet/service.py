@@ -193,10 +193,13 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
     async def SendCommand(self, request: fleet_pb2.SendCommandRequest, context: Any) -> Any:
         view = self._entry_view(request.agent)
         caller = principal()
-        caller.require_write(caller.tenant or "", request.agent)
-        if request.command.WhichOneof("action") is None:
+        action = request.command.WhichOneof("action")
+        # Listing dead letters only reads (viewers may); every other command changes the agent.
+        if action != "list_dlq":
+            caller.require_write(caller.tenant or "", request.agent)
+        if action is None:
             raise InvalidArgument.from_violations(
-                [FieldViolation("command", "sets no action: choose retry_dlq, reload or drain")]
+                [FieldViolation("command", "sets no action: choose retry_dlq, list_dlq, reload or drain")]
             )
         timeout = request.timeout.ToNanoseconds() / 1e9 if request.HasField("timeout") else 30.0
         if not 0 < timeout <= MAX_COMMAND_TIMEOUT_S:

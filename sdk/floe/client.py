@@ -26,7 +26,7 @@ import grpc
 from google.protobuf import duration_pb2, field_mask_pb2
 
 from floe.backoff import Backoff
-from floe.errors import from_grpc_error
+from floe.errors import RpcError, from_grpc_error
 from floe.v1 import (
     agent_pb2,
     common_pb2,
@@ -92,6 +92,10 @@ def channel_credentials(
 class _Api:
     def __init__(self, client: AsyncClient) -> None:
         self._c = client
+
+    def blocking(self, loop: _Loop) -> Any:
+        """This API for the blocking ``Client``: by default each coroutine method runs on ``loop``."""
+        return _Blocking(self, loop)
 
 
 class TenantsApi(_Api):
@@ -352,6 +356,30 @@ class FleetApi(_Api):
         resp = await self._c.call(self._c.stubs.fleet.SendCommand, req, timeout=wait_seconds + 5)
         return resp.result
 
+    async def dlq(
+        self, agent: str, *, tenant: str = "", dataset: str = "", limit: int = 0, wait_seconds: float = 30.0
+    ) -> builtins.list[agent_pb2.DlqItem]:
+        """The dead-lettered items of ``agent`` (a proxy, receiver or connector), oldest first:
+        at most ``limit`` (0: 100, at most 1000), of one tenant and/or dataset when given.
+        Raises ``RpcError`` (FAILED_PRECONDITION, reason ``COMMAND_FAILED``) when the agent refuses."""
+        command = agent_pb2.Command(list_dlq=agent_pb2.ListDlq(tenant=tenant, dataset=dataset, limit=limit))
+        return list(self._ok(await self.send_command(agent, command, wait_seconds=wait_seconds)).dlq_items)
+
+    async def retry_dlq(self, agent: str, ids: Sequence[str] | None = None, *, wait_seconds: float = 30.0) -> int:
+        """Move dead-lettered items of ``agent`` (``ids``, or all when None) back to its queue;
+        returns how many moved (unknown ids are skipped)."""
+        if ids is not None and not ids:
+            raise ValueError("ids: empty; pass None to retry every item")
+        command = agent_pb2.Command(retry_dlq=agent_pb2.RetryDlq(items=ids or []))
+        return int(self._ok(await self.send_command(agent, command, wait_seconds=wait_seconds)).details["moved"])
+
+    @staticmethod
+    def _ok(result: agent_pb2.CommandResult) -> agent_pb2.CommandResult:
+        """``result`` when the agent ran the command; otherwise its refusal as an ``RpcError``."""
+        if not result.ok:
+            raise RpcError(grpc.StatusCode.FAILED_PRECONDITION, result.message, reason="COMMAND_FAILED")
+        return result
+
 
 class WorkApi(_Api):
     async def claim(
@@ -415,13 +443,14 @@ class AsyncClient:
         self.retries = retries
         credential = api_key or token
         self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {credential}"),) if credential else ()
-        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-        if tls or ca_file or cert_file:
-            self._channel = grpc.aio.secure_channel(
-                target, channel_credentials(ca_file, cert_file, key_file), options=options
-            )
+        self._options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        self._credentials = channel_credentials(ca_file, cert_file, key_file) if tls or ca_file or cert_file else None
+        if self._credentials is not None:
+            self._channel = grpc.aio.secure_channel(target, self._credentials, options=self._options)
         else:
-            self._channel = grpc.aio.insecure_channel(target, options=options)
+            self._channel = grpc.aio.insecure_channel(target, options=self._options)
+        self._sync_channel: grpc.Channel | None = None
+        self._sync_lock = threading.Lock()
         self.stubs = _Stubs(self._channel)
         self.tenants = TenantsApi(self)
         self.datasets = DatasetsApi(self)
@@ -442,6 +471,17 @@ class AsyncClient:
     def channel(self) -> grpc.aio.Channel:
         return self._channel
 
+    def sync_channel(self) -> grpc.Channel:
+        """A synchronous channel to the same target with the same credentials, opened on first use
+        and closed with the client: blocking calls on it skip the hop into the event loop's thread."""
+        with self._sync_lock:
+            if self._sync_channel is None:
+                if self._credentials is not None:
+                    self._sync_channel = grpc.secure_channel(self.target, self._credentials, options=self._options)
+                else:
+                    self._sync_channel = grpc.insecure_channel(self.target, options=self._options)
+            return self._sync_channel
+
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
         """The call metadata carrying the credential, for raw stub calls."""
@@ -461,6 +501,10 @@ class AsyncClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def close(self) -> None:
+        with self._sync_lock:
+            if self._sync_channel is not None:
+                self._sync_channel.close()
+                self._sync_channel = None
         await self._channel.close()
 
     async def __aenter__(self) -> AsyncClient:
@@ -499,7 +543,7 @@ class _Blocking:
         if inspect.iscoroutinefunction(attr):
             return lambda *a, **k: self._loop.run(attr(*a, **k))
         if isinstance(attr, _Api):
-            return _Blocking(attr, self._loop)
+            return attr.blocking(self._loop)
         return attr
 
 

@@ -245,6 +245,24 @@ def run_resource_command(args: argparse.Namespace, client: Client) -> int:
             emit(client.agents.get(args.name), AGENT_COLS, out)
         elif action == "watch":
             return _watch_agents(client, args)
+        elif action == "dlq":
+            items = client.agents.dlq(
+                args.name,
+                tenant=args.tenant or "",
+                dataset=args.dataset or "",
+                limit=args.limit,
+                wait_seconds=args.wait,
+            )
+            emit(items, DLQ_COLS, out)
+            if out != "json" and items and len(items) == (args.limit or 100):
+                print(f"(the oldest {len(items)}; there may be more: --limit up to 1000)", file=sys.stderr)
+        elif action == "retry-dlq":
+            moved = client.agents.retry_dlq(args.name, args.ids or None, wait_seconds=args.wait)
+            scope = f"of the {len(args.ids)} requested " if args.ids else ""
+            if out == "json":
+                print(json.dumps({"moved": moved}))
+            else:
+                print(f"Moved {moved} batch(es) {scope}from the DLQ back to the queue.")
         elif action == "command":
             command = agent_pb2.Command()
             if args.verb == "retry-dlq":
@@ -307,6 +325,16 @@ AGENT_COLS = [
     ("VERSION", lambda a: a.version),
     ("API", lambda a: a.api_address),
     ("LAST SEEN", lambda a: a.last_seen_time),
+]
+
+DLQ_COLS = [
+    ("ID", lambda i: i.id),
+    ("DATASET", lambda i: i.dataset),
+    ("BYTES", lambda i: i.size_bytes),
+    ("RECORDS", lambda i: i.records or ""),
+    ("ATTEMPTS", lambda i: i.attempts),
+    ("DEAD-LETTERED", lambda i: i.dead_letter_time),
+    ("REASON", lambda i: i.reason),
 ]
 
 
@@ -442,6 +470,16 @@ def add_resource_commands(sub: Any) -> None:
     ag.add_parser("get").add_argument("name", help="agents/NAME or NAME")
     aw = ag.add_parser("watch", help="print agents as they change (Ctrl-C to stop)")
     aw.add_argument("--kind", choices=sorted(AGENT_KINDS))
+    dl = ag.add_parser("dlq", help="list an agent's dead-lettered batches, oldest first")
+    dl.add_argument("name", help="agents/NAME or NAME (a proxy, receiver or connector)")
+    dl.add_argument("--tenant", help="only this tenant's batches")
+    dl.add_argument("--dataset", help="only this dataset's batches (ID or tenants/T/datasets/D)")
+    dl.add_argument("--limit", type=int, default=0, help="at most this many (default 100, at most 1000)")
+    dl.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the agent's answer")
+    dr = ag.add_parser("retry-dlq", help="move dead-lettered batches back to the agent's queue")
+    dr.add_argument("name", help="agents/NAME or NAME")
+    dr.add_argument("ids", nargs="*", metavar="ID", help="batch ids from 'floe agents dlq' (default: every batch)")
+    dr.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the agent's answer")
     ac = ag.add_parser("command", help="send a command and print its result")
     ac.add_argument("name")
     ac.add_argument("verb", metavar="COMMAND", choices=["retry-dlq", "reload", "drain"])

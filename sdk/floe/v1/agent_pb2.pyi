@@ -757,6 +757,7 @@ class Command(_message.Message):
     RETRY_DLQ_FIELD_NUMBER: _builtins.int
     RELOAD_FIELD_NUMBER: _builtins.int
     DRAIN_FIELD_NUMBER: _builtins.int
+    LIST_DLQ_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     @_builtins.property
     def retry_dlq(self) -> Global___RetryDlq: ...
@@ -764,6 +765,8 @@ class Command(_message.Message):
     def reload(self) -> Global___Reload: ...
     @_builtins.property
     def drain(self) -> Global___Drain: ...
+    @_builtins.property
+    def list_dlq(self) -> Global___ListDlq: ...
     def __init__(
         self,
         *,
@@ -771,12 +774,13 @@ class Command(_message.Message):
         retry_dlq: Global___RetryDlq | None = ...,
         reload: Global___Reload | None = ...,
         drain: Global___Drain | None = ...,
+        list_dlq: Global___ListDlq | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "drain", b"drain", "reload", b"reload", "retry_dlq", b"retry_dlq"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "drain", b"drain", "list_dlq", b"list_dlq", "reload", b"reload", "retry_dlq", b"retry_dlq"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "drain", b"drain", "id", b"id", "reload", b"reload", "retry_dlq", b"retry_dlq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "drain", b"drain", "id", b"id", "list_dlq", b"list_dlq", "reload", b"reload", "retry_dlq", b"retry_dlq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_action: _TypeAlias = _typing.Literal["retry_dlq", "reload", "drain"]  # noqa: Y015
+    _WhichOneofReturnType_action: _TypeAlias = _typing.Literal["retry_dlq", "reload", "drain", "list_dlq"]  # noqa: Y015
     _WhichOneofArgType_action: _TypeAlias = _typing.Literal["action", b"action"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_action) -> _WhichOneofReturnType_action | None: ...
 
@@ -803,6 +807,142 @@ class RetryDlq(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RetryDlq: _TypeAlias = RetryDlq  # noqa: Y015
+
+@_typing.final
+class ListDlq(_message.Message):
+    """List dead-lettered items, oldest first. The answer is in
+    CommandResult.dlq_items and CommandResult.dlq_totals. Agents without a
+    dead-letter queue (piper, packer, query) answer ok=false.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    DATASET_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    """Only this tenant's items: `tenants/{tenant}` or the bare id."""
+    dataset: _builtins.str
+    """Only this dataset's items: `tenants/{tenant}/datasets/{dataset}`, or the
+    bare id (of any tenant, unless `tenant` is set).
+    """
+    limit: _builtins.int
+    """At most this many items; 0 means 100, and at most 1000."""
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        dataset: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "limit", b"limit", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDlq: _TypeAlias = ListDlq  # noqa: Y015
+
+@_typing.final
+class DlqItem(_message.Message):
+    """One dead-lettered item: a batch the agent gave up delivering."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
+    DATASET_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    RECORDS_FIELD_NUMBER: _builtins.int
+    ORIGINAL_BYTES_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    DEAD_LETTER_TIME_FIELD_NUMBER: _builtins.int
+    DATA_HINT_FIELD_NUMBER: _builtins.int
+    CONTENT_ENCODING_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The spool's id of the batch; pass it to RetryDlq.items."""
+    tenant: _builtins.str
+    """`tenants/{tenant}`."""
+    dataset: _builtins.str
+    """`tenants/{tenant}/datasets/{dataset}`."""
+    size_bytes: _builtins.int
+    """Size of the batch as kept (compressed when the agent compresses)."""
+    records: _builtins.int
+    """Records in the batch; 0 when unknown."""
+    original_bytes: _builtins.int
+    """Size of the records before compression; 0 when unknown."""
+    attempts: _builtins.int
+    """Delivery attempts of its last round (a retry starts again from zero)."""
+    reason: _builtins.str
+    """Why it was dead-lettered, e.g. "http://r:8080 answered 404: ..."."""
+    last_error: _builtins.str
+    """The error of the last transient failure (5xx, timeout) before it was
+    dead-lettered; empty when it was refused at once.
+    """
+    data_hint: _builtins.str
+    """Shape of the records (`syslog`, `ndjson`, `export-items`...)."""
+    content_encoding: _builtins.str
+    """Encoding of the kept body: `zstd`, `gzip` or empty."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the batch was made (its first record arrived)."""
+
+    @_builtins.property
+    def dead_letter_time(self) -> _timestamp_pb2.Timestamp:
+        """When it entered the dead-letter queue."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        tenant: _builtins.str = ...,
+        dataset: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        records: _builtins.int = ...,
+        original_bytes: _builtins.int = ...,
+        attempts: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        last_error: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        dead_letter_time: _timestamp_pb2.Timestamp | None = ...,
+        data_hint: _builtins.str = ...,
+        content_encoding: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "dead_letter_time", b"dead_letter_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "content_encoding", b"content_encoding", "create_time", b"create_time", "data_hint", b"data_hint", "dataset", b"dataset", "dead_letter_time", b"dead_letter_time", "id", b"id", "last_error", b"last_error", "original_bytes", b"original_bytes", "reason", b"reason", "records", b"records", "size_bytes", b"size_bytes", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DlqItem: _TypeAlias = DlqItem  # noqa: Y015
+
+@_typing.final
+class DlqTotals(_message.Message):
+    """Size of a dead-letter queue (or of the part of it a filter selects)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    """Items matching the filter, including those beyond the limit."""
+    size_bytes: _builtins.int
+    def __init__(
+        self,
+        *,
+        count: _builtins.int = ...,
+        size_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "size_bytes", b"size_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DlqTotals: _TypeAlias = DlqTotals  # noqa: Y015
 
 @_typing.final
 class Reload(_message.Message):
@@ -866,11 +1006,21 @@ class CommandResult(_message.Message):
     OK_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     DETAILS_FIELD_NUMBER: _builtins.int
+    DLQ_ITEMS_FIELD_NUMBER: _builtins.int
+    DLQ_TOTALS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     ok: _builtins.bool
     message: _builtins.str
     @_builtins.property
     def details(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def dlq_items(self) -> _containers.RepeatedCompositeFieldContainer[Global___DlqItem]:
+        """list_dlq: the items, oldest first, at most ListDlq.limit of them."""
+
+    @_builtins.property
+    def dlq_totals(self) -> Global___DlqTotals:
+        """list_dlq: every item matching the filter, listed or not."""
+
     def __init__(
         self,
         *,
@@ -878,10 +1028,12 @@ class CommandResult(_message.Message):
         ok: _builtins.bool = ...,
         message: _builtins.str = ...,
         details: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        dlq_items: _abc.Iterable[Global___DlqItem] | None = ...,
+        dlq_totals: Global___DlqTotals | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dlq_totals", b"dlq_totals"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details", "id", b"id", "message", b"message", "ok", b"ok"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details", "dlq_items", b"dlq_items", "dlq_totals", b"dlq_totals", "id", b"id", "message", b"message", "ok", b"ok"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

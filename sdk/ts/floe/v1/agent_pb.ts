@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file floe/v1/agent.proto.
  */
 export const file_floe_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChNmbG9lL3YxL2FnZW50LnByb3RvEgdmbG9lLnYxIoECCg5Db25uZWN0UmVxdWVzdBIQCghzZXF1ZW5jZRgBIAEoBBIkCgVoZWxsbxgKIAEoCzITLmZsb2UudjEuQWdlbnRIZWxsb0gAEigKCmNvbmZpZ19hY2sYCyABKAsyEi5mbG9lLnYxLkNvbmZpZ0Fja0gAEicKBmhlYWx0aBgMIAEoCzIVLmZsb2UudjEuSGVhbHRoUmVwb3J0SAASJwoJaGVhcnRiZWF0GA0gASgLMhIuZmxvZS52MS5IZWFydGJlYXRIABIwCg5jb21tYW5kX3Jlc3VsdBgOIAEoCzIWLmZsb2UudjEuQ29tbWFuZFJlc3VsdEgAQgkKB21lc3NhZ2UiiAIKD0Nvbm5lY3RSZXNwb25zZRIQCghzZXF1ZW5jZRgBIAEoBBIjCgd3ZWxjb21lGAogASgLMhAuZmxvZS52MS5XZWxjb21lSAASLgoNY29uZmlnX3VwZGF0ZRgLIAEoCzIVLmZsb2UudjEuQ29uZmlnVXBkYXRlSAASIwoHY29tbWFuZBgMIAEoCzIQLmZsb2UudjEuQ29tbWFuZEgAEiUKCHRocm90dGxlGA0gASgLMhEuZmxvZS52MS5UaHJvdHRsZUgAEjcKEnJlcXVlc3RfZnVsbF9zdGF0ZRgOIAEoCzIZLmZsb2UudjEuUmVxdWVzdEZ1bGxTdGF0ZUgAQgkKB21lc3NhZ2UilwMKCkFnZW50SGVsbG8SIAoEa2luZBgBIAEoDjISLmZsb2UudjEuQWdlbnRLaW5kEhIKCmFnZW50X25hbWUYAiABKAkSEwoLaW5zdGFuY2VfaWQYAyABKAkSDwoHdmVyc2lvbhgEIAEoCRIvCgZsYWJlbHMYBSADKAsyHy5mbG9lLnYxLkFnZW50SGVsbG8uTGFiZWxzRW50cnkSFAoMY2FwYWJpbGl0aWVzGAYgAygJEicKB2FwcGxpZWQYByADKAsyFi5mbG9lLnYxLkFwcGxpZWRDb25maWcSEwoLYXBpX2FkZHJlc3MYCCABKAkSEAoIaG9zdG5hbWUYCSABKAkSNQoJZW5kcG9pbnRzGAogAygLMiIuZmxvZS52MS5BZ2VudEhlbGxvLkVuZHBvaW50c0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaMAoORW5kcG9pbnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKHAQoNQXBwbGllZENvbmZpZxITCgtjb25maWdfdHlwZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEiUKBnN0YXR1cxgDIAEoDjIVLmZsb2UudjEuQ29uZmlnU3RhdHVzEg4KBmVycm9ycxgEIAMoCRIZChFlZmZlY3RpdmVfdmVyc2lvbhgFIAEoCSKDAQoHV2VsY29tZRINCgVhZ2VudBgBIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMgoPaGVhbHRoX2ludGVydmFsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uItEBCgxDb25maWdVcGRhdGUSEwoLY29uZmlnX3R5cGUYASABKAkSDwoHdmVyc2lvbhgCIAEoCRINCgVub25jZRgDIAEoCRIrCghkYXRhc2V0cxgKIAEoCzIXLmZsb2UudjEuRGF0YXNldHNDb25maWdIABIpCgd0ZW5hbnRzGAsgASgLMhYuZmxvZS52MS5UZW5hbnRzQ29uZmlnSAASKQoHZXhwb3J0cxgMIAEoCzIWLmZsb2UudjEuRXhwb3J0c0NvbmZpZ0gAQgkKB3BheWxvYWQiNAoORGF0YXNldHNDb25maWcSIgoIZGF0YXNldHMYASADKAsyEC5mbG9lLnYxLkRhdGFzZXQiMQoNRXhwb3J0c0NvbmZpZxIgCgRqb2JzGAEgAygLMhIuZmxvZS52MS5FeHBvcnRKb2IiZgoNVGVuYW50c0NvbmZpZxIlCgd0ZW5hbnRzGAEgAygLMhQuZmxvZS52MS5UZW5hbnRSb3V0ZRIuCgtjcmVkZW50aWFscxgCIAMoCzIZLmZsb2UudjEuSW5nZXN0Q3JlZGVudGlhbCJsCgtUZW5hbnRSb3V0ZRIOCgZ0ZW5hbnQYASABKAkSJAoFc3RhdGUYAiABKA4yFS5mbG9lLnYxLlRlbmFudC5TdGF0ZRInCghkYXRhc2V0cxgDIAMoCzIVLmZsb2UudjEuRGF0YXNldFJvdXRlIkIKDERhdGFzZXRSb3V0ZRIPCgdkYXRhc2V0GAEgASgJEg4KBmFjdGl2ZRgCIAEoCBIRCglkYXRhX2hpbnQYAyABKAkimQEKEEluZ2VzdENyZWRlbnRpYWwSDgoGcHJlZml4GAEgASgJEhIKBnNoYTI1NhgCIAEoCUICGAESDgoGdGVuYW50GAMgASgJEhMKC2FyZ29uMl9oYXNoGAQgASgJEgsKA2tleRgFIAEoCRIvCgtleHBpcmVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAidwoJQ29uZmlnQWNrEhMKC2NvbmZpZ190eXBlGAEgASgJEg8KB3ZlcnNpb24YAiABKAkSDQoFbm9uY2UYAyABKAkSJQoGc3RhdHVzGAQgASgOMhUuZmxvZS52MS5Db25maWdTdGF0dXMSDgoGZXJyb3JzGAUgAygJIgsKCUhlYXJ0YmVhdCKlAQoMSGVhbHRoUmVwb3J0EiUKBnN0YXR1cxgBIAEoDjIVLmZsb2UudjEuSGVhbHRoU3RhdHVzEg8KB21lc3NhZ2UYAiABKAkSLAoKY29tcG9uZW50cxgDIAMoCzIYLmZsb2UudjEuQ29tcG9uZW50SGVhbHRoEi8KC3JlcG9ydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKpAwoPQ29tcG9uZW50SGVhbHRoEgwKBG5hbWUYASABKAkSDAoEa2luZBgCIAEoCRIlCgZzdGF0dXMYAyABKA4yFS5mbG9lLnYxLkhlYWx0aFN0YXR1cxIPCgdtZXNzYWdlGAQgASgJEhEKCWV2ZW50c19pbhgFIAEoBBISCgpldmVudHNfb3V0GAYgASgEEhAKCGJ5dGVzX2luGAcgASgEEhEKCWJ5dGVzX291dBgIIAEoBBIPCgdiYWNrbG9nGAkgASgEEhAKCGRscV9zaXplGAogASgEEiYKA2xhZxgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIzCg9sYXN0X2ZsdXNoX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmVycm9ycxgNIAEoBBI2Cgdkcm9wcGVkGA4gAygLMiUuZmxvZS52MS5Db21wb25lbnRIZWFsdGguRHJvcHBlZEVudHJ5Gi4KDERyb3BwZWRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAQ6AjgBIosBCgdDb21tYW5kEgoKAmlkGAEgASgJEiYKCXJldHJ5X2RscRgKIAEoCzIRLmZsb2UudjEuUmV0cnlEbHFIABIhCgZyZWxvYWQYCyABKAsyDy5mbG9lLnYxLlJlbG9hZEgAEh8KBWRyYWluGAwgASgLMg4uZmxvZS52MS5EcmFpbkgAQggKBmFjdGlvbiIZCghSZXRyeURscRINCgVpdGVtcxgBIAMoCSIICgZSZWxvYWQiBwoFRHJhaW4ingEKDUNvbW1hbmRSZXN1bHQSCgoCaWQYASABKAkSCgoCb2sYAiABKAgSDwoHbWVzc2FnZRgDIAEoCRI0CgdkZXRhaWxzGAQgAygLMiMuZmxvZS52MS5Db21tYW5kUmVzdWx0LkRldGFpbHNFbnRyeRouCgxEZXRhaWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJKCghUaHJvdHRsZRIuCgtyZXRyeV9hZnRlchgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIOCgZyZWFzb24YAiABKAkiEgoQUmVxdWVzdEZ1bGxTdGF0ZSqzAQoJQWdlbnRLaW5kEhoKFkFHRU5UX0tJTkRfVU5TUEVDSUZJRUQQABIUChBBR0VOVF9LSU5EX1BST1hZEAESFwoTQUdFTlRfS0lORF9SRUNFSVZFUhACEhQKEEFHRU5UX0tJTkRfUElQRVIQAxIVChFBR0VOVF9LSU5EX1BBQ0tFUhAEEhQKEEFHRU5UX0tJTkRfUVVFUlkQBRIYChRBR0VOVF9LSU5EX0NPTk5FQ1RPUhAGKn0KDENvbmZpZ1N0YXR1cxIdChlDT05GSUdfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVQ09ORklHX1NUQVRVU19QRU5ESU5HEAESGQoVQ09ORklHX1NUQVRVU19BUFBMSUVEEAISGAoUQ09ORklHX1NUQVRVU19GQUlMRUQQAzJQCgxBZ2VudFNlcnZpY2USQAoHQ29ubmVjdBIXLmZsb2UudjEuQ29ubmVjdFJlcXVlc3QaGC5mbG9lLnYxLkNvbm5lY3RSZXNwb25zZSgBMAFiBnByb3RvMw", [file_floe_v1_datasets, file_floe_v1_exports, file_floe_v1_health, file_floe_v1_tenants, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChNmbG9lL3YxL2FnZW50LnByb3RvEgdmbG9lLnYxIoECCg5Db25uZWN0UmVxdWVzdBIQCghzZXF1ZW5jZRgBIAEoBBIkCgVoZWxsbxgKIAEoCzITLmZsb2UudjEuQWdlbnRIZWxsb0gAEigKCmNvbmZpZ19hY2sYCyABKAsyEi5mbG9lLnYxLkNvbmZpZ0Fja0gAEicKBmhlYWx0aBgMIAEoCzIVLmZsb2UudjEuSGVhbHRoUmVwb3J0SAASJwoJaGVhcnRiZWF0GA0gASgLMhIuZmxvZS52MS5IZWFydGJlYXRIABIwCg5jb21tYW5kX3Jlc3VsdBgOIAEoCzIWLmZsb2UudjEuQ29tbWFuZFJlc3VsdEgAQgkKB21lc3NhZ2UiiAIKD0Nvbm5lY3RSZXNwb25zZRIQCghzZXF1ZW5jZRgBIAEoBBIjCgd3ZWxjb21lGAogASgLMhAuZmxvZS52MS5XZWxjb21lSAASLgoNY29uZmlnX3VwZGF0ZRgLIAEoCzIVLmZsb2UudjEuQ29uZmlnVXBkYXRlSAASIwoHY29tbWFuZBgMIAEoCzIQLmZsb2UudjEuQ29tbWFuZEgAEiUKCHRocm90dGxlGA0gASgLMhEuZmxvZS52MS5UaHJvdHRsZUgAEjcKEnJlcXVlc3RfZnVsbF9zdGF0ZRgOIAEoCzIZLmZsb2UudjEuUmVxdWVzdEZ1bGxTdGF0ZUgAQgkKB21lc3NhZ2UilwMKCkFnZW50SGVsbG8SIAoEa2luZBgBIAEoDjISLmZsb2UudjEuQWdlbnRLaW5kEhIKCmFnZW50X25hbWUYAiABKAkSEwoLaW5zdGFuY2VfaWQYAyABKAkSDwoHdmVyc2lvbhgEIAEoCRIvCgZsYWJlbHMYBSADKAsyHy5mbG9lLnYxLkFnZW50SGVsbG8uTGFiZWxzRW50cnkSFAoMY2FwYWJpbGl0aWVzGAYgAygJEicKB2FwcGxpZWQYByADKAsyFi5mbG9lLnYxLkFwcGxpZWRDb25maWcSEwoLYXBpX2FkZHJlc3MYCCABKAkSEAoIaG9zdG5hbWUYCSABKAkSNQoJZW5kcG9pbnRzGAogAygLMiIuZmxvZS52MS5BZ2VudEhlbGxvLkVuZHBvaW50c0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaMAoORW5kcG9pbnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKHAQoNQXBwbGllZENvbmZpZxITCgtjb25maWdfdHlwZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEiUKBnN0YXR1cxgDIAEoDjIVLmZsb2UudjEuQ29uZmlnU3RhdHVzEg4KBmVycm9ycxgEIAMoCRIZChFlZmZlY3RpdmVfdmVyc2lvbhgFIAEoCSKDAQoHV2VsY29tZRINCgVhZ2VudBgBIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMgoPaGVhbHRoX2ludGVydmFsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uItEBCgxDb25maWdVcGRhdGUSEwoLY29uZmlnX3R5cGUYASABKAkSDwoHdmVyc2lvbhgCIAEoCRINCgVub25jZRgDIAEoCRIrCghkYXRhc2V0cxgKIAEoCzIXLmZsb2UudjEuRGF0YXNldHNDb25maWdIABIpCgd0ZW5hbnRzGAsgASgLMhYuZmxvZS52MS5UZW5hbnRzQ29uZmlnSAASKQoHZXhwb3J0cxgMIAEoCzIWLmZsb2UudjEuRXhwb3J0c0NvbmZpZ0gAQgkKB3BheWxvYWQiNAoORGF0YXNldHNDb25maWcSIgoIZGF0YXNldHMYASADKAsyEC5mbG9lLnYxLkRhdGFzZXQiMQoNRXhwb3J0c0NvbmZpZxIgCgRqb2JzGAEgAygLMhIuZmxvZS52MS5FeHBvcnRKb2IiZgoNVGVuYW50c0NvbmZpZxIlCgd0ZW5hbnRzGAEgAygLMhQuZmxvZS52MS5UZW5hbnRSb3V0ZRIuCgtjcmVkZW50aWFscxgCIAMoCzIZLmZsb2UudjEuSW5nZXN0Q3JlZGVudGlhbCJsCgtUZW5hbnRSb3V0ZRIOCgZ0ZW5hbnQYASABKAkSJAoFc3RhdGUYAiABKA4yFS5mbG9lLnYxLlRlbmFudC5TdGF0ZRInCghkYXRhc2V0cxgDIAMoCzIVLmZsb2UudjEuRGF0YXNldFJvdXRlIkIKDERhdGFzZXRSb3V0ZRIPCgdkYXRhc2V0GAEgASgJEg4KBmFjdGl2ZRgCIAEoCBIRCglkYXRhX2hpbnQYAyABKAkimQEKEEluZ2VzdENyZWRlbnRpYWwSDgoGcHJlZml4GAEgASgJEhIKBnNoYTI1NhgCIAEoCUICGAESDgoGdGVuYW50GAMgASgJEhMKC2FyZ29uMl9oYXNoGAQgASgJEgsKA2tleRgFIAEoCRIvCgtleHBpcmVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAidwoJQ29uZmlnQWNrEhMKC2NvbmZpZ190eXBlGAEgASgJEg8KB3ZlcnNpb24YAiABKAkSDQoFbm9uY2UYAyABKAkSJQoGc3RhdHVzGAQgASgOMhUuZmxvZS52MS5Db25maWdTdGF0dXMSDgoGZXJyb3JzGAUgAygJIgsKCUhlYXJ0YmVhdCKlAQoMSGVhbHRoUmVwb3J0EiUKBnN0YXR1cxgBIAEoDjIVLmZsb2UudjEuSGVhbHRoU3RhdHVzEg8KB21lc3NhZ2UYAiABKAkSLAoKY29tcG9uZW50cxgDIAMoCzIYLmZsb2UudjEuQ29tcG9uZW50SGVhbHRoEi8KC3JlcG9ydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKpAwoPQ29tcG9uZW50SGVhbHRoEgwKBG5hbWUYASABKAkSDAoEa2luZBgCIAEoCRIlCgZzdGF0dXMYAyABKA4yFS5mbG9lLnYxLkhlYWx0aFN0YXR1cxIPCgdtZXNzYWdlGAQgASgJEhEKCWV2ZW50c19pbhgFIAEoBBISCgpldmVudHNfb3V0GAYgASgEEhAKCGJ5dGVzX2luGAcgASgEEhEKCWJ5dGVzX291dBgIIAEoBBIPCgdiYWNrbG9nGAkgASgEEhAKCGRscV9zaXplGAogASgEEiYKA2xhZxgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIzCg9sYXN0X2ZsdXNoX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmVycm9ycxgNIAEoBBI2Cgdkcm9wcGVkGA4gAygLMiUuZmxvZS52MS5Db21wb25lbnRIZWFsdGguRHJvcHBlZEVudHJ5Gi4KDERyb3BwZWRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAQ6AjgBIrEBCgdDb21tYW5kEgoKAmlkGAEgASgJEiYKCXJldHJ5X2RscRgKIAEoCzIRLmZsb2UudjEuUmV0cnlEbHFIABIhCgZyZWxvYWQYCyABKAsyDy5mbG9lLnYxLlJlbG9hZEgAEh8KBWRyYWluGAwgASgLMg4uZmxvZS52MS5EcmFpbkgAEiQKCGxpc3RfZGxxGA0gASgLMhAuZmxvZS52MS5MaXN0RGxxSABCCAoGYWN0aW9uIhkKCFJldHJ5RGxxEg0KBWl0ZW1zGAEgAygJIjkKB0xpc3REbHESDgoGdGVuYW50GAEgASgJEg8KB2RhdGFzZXQYAiABKAkSDQoFbGltaXQYAyABKAUivQIKB0RscUl0ZW0SCgoCaWQYASABKAkSDgoGdGVuYW50GAIgASgJEg8KB2RhdGFzZXQYAyABKAkSEgoKc2l6ZV9ieXRlcxgEIAEoBBIPCgdyZWNvcmRzGAUgASgEEhYKDm9yaWdpbmFsX2J5dGVzGAYgASgEEhAKCGF0dGVtcHRzGAcgASgNEg4KBnJlYXNvbhgIIAEoCRISCgpsYXN0X2Vycm9yGAkgASgJEi8KC2NyZWF0ZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI0ChBkZWFkX2xldHRlcl90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglkYXRhX2hpbnQYDCABKAkSGAoQY29udGVudF9lbmNvZGluZxgNIAEoCSIuCglEbHFUb3RhbHMSDQoFY291bnQYASABKAQSEgoKc2l6ZV9ieXRlcxgCIAEoBCIICgZSZWxvYWQiBwoFRHJhaW4i6wEKDUNvbW1hbmRSZXN1bHQSCgoCaWQYASABKAkSCgoCb2sYAiABKAgSDwoHbWVzc2FnZRgDIAEoCRI0CgdkZXRhaWxzGAQgAygLMiMuZmxvZS52MS5Db21tYW5kUmVzdWx0LkRldGFpbHNFbnRyeRIjCglkbHFfaXRlbXMYBSADKAsyEC5mbG9lLnYxLkRscUl0ZW0SJgoKZGxxX3RvdGFscxgGIAEoCzISLmZsb2UudjEuRGxxVG90YWxzGi4KDERldGFpbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkoKCFRocm90dGxlEi4KC3JldHJ5X2FmdGVyGAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg4KBnJlYXNvbhgCIAEoCSISChBSZXF1ZXN0RnVsbFN0YXRlKrMBCglBZ2VudEtpbmQSGgoWQUdFTlRfS0lORF9VTlNQRUNJRklFRBAAEhQKEEFHRU5UX0tJTkRfUFJPWFkQARIXChNBR0VOVF9LSU5EX1JFQ0VJVkVSEAISFAoQQUdFTlRfS0lORF9QSVBFUhADEhUKEUFHRU5UX0tJTkRfUEFDS0VSEAQSFAoQQUdFTlRfS0lORF9RVUVSWRAFEhgKFEFHRU5UX0tJTkRfQ09OTkVDVE9SEAYqfQoMQ29uZmlnU3RhdHVzEh0KGUNPTkZJR19TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVDT05GSUdfU1RBVFVTX1BFTkRJTkcQARIZChVDT05GSUdfU1RBVFVTX0FQUExJRUQQAhIYChRDT05GSUdfU1RBVFVTX0ZBSUxFRBADMlAKDEFnZW50U2VydmljZRJACgdDb25uZWN0EhcuZmxvZS52MS5Db25uZWN0UmVxdWVzdBoYLmZsb2UudjEuQ29ubmVjdFJlc3BvbnNlKAEwAWIGcHJvdG8z", [file_floe_v1_datasets, file_floe_v1_exports, file_floe_v1_health, file_floe_v1_tenants, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Agent -> server.
@@ -737,6 +737,12 @@ export type Command = Message<"floe.v1.Command"> & {
      */
     value: Drain;
     case: "drain";
+  } | {
+    /**
+     * @generated from field: floe.v1.ListDlq list_dlq = 13;
+     */
+    value: ListDlq;
+    case: "listDlq";
   } | { case: undefined; value?: undefined };
 };
 
@@ -767,6 +773,176 @@ export const RetryDlqSchema: GenMessage<RetryDlq> = /*@__PURE__*/
   messageDesc(file_floe_v1_agent, 17);
 
 /**
+ * List dead-lettered items, oldest first. The answer is in
+ * CommandResult.dlq_items and CommandResult.dlq_totals. Agents without a
+ * dead-letter queue (piper, packer, query) answer ok=false.
+ *
+ * @generated from message floe.v1.ListDlq
+ */
+export type ListDlq = Message<"floe.v1.ListDlq"> & {
+  /**
+   * Only this tenant's items: `tenants/{tenant}` or the bare id.
+   *
+   * @generated from field: string tenant = 1;
+   */
+  tenant: string;
+
+  /**
+   * Only this dataset's items: `tenants/{tenant}/datasets/{dataset}`, or the
+   * bare id (of any tenant, unless `tenant` is set).
+   *
+   * @generated from field: string dataset = 2;
+   */
+  dataset: string;
+
+  /**
+   * At most this many items; 0 means 100, and at most 1000.
+   *
+   * @generated from field: int32 limit = 3;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message floe.v1.ListDlq.
+ * Use `create(ListDlqSchema)` to create a new message.
+ */
+export const ListDlqSchema: GenMessage<ListDlq> = /*@__PURE__*/
+  messageDesc(file_floe_v1_agent, 18);
+
+/**
+ * One dead-lettered item: a batch the agent gave up delivering.
+ *
+ * @generated from message floe.v1.DlqItem
+ */
+export type DlqItem = Message<"floe.v1.DlqItem"> & {
+  /**
+   * The spool's id of the batch; pass it to RetryDlq.items.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * `tenants/{tenant}`.
+   *
+   * @generated from field: string tenant = 2;
+   */
+  tenant: string;
+
+  /**
+   * `tenants/{tenant}/datasets/{dataset}`.
+   *
+   * @generated from field: string dataset = 3;
+   */
+  dataset: string;
+
+  /**
+   * Size of the batch as kept (compressed when the agent compresses).
+   *
+   * @generated from field: uint64 size_bytes = 4;
+   */
+  sizeBytes: bigint;
+
+  /**
+   * Records in the batch; 0 when unknown.
+   *
+   * @generated from field: uint64 records = 5;
+   */
+  records: bigint;
+
+  /**
+   * Size of the records before compression; 0 when unknown.
+   *
+   * @generated from field: uint64 original_bytes = 6;
+   */
+  originalBytes: bigint;
+
+  /**
+   * Delivery attempts of its last round (a retry starts again from zero).
+   *
+   * @generated from field: uint32 attempts = 7;
+   */
+  attempts: number;
+
+  /**
+   * Why it was dead-lettered, e.g. "http://r:8080 answered 404: ...".
+   *
+   * @generated from field: string reason = 8;
+   */
+  reason: string;
+
+  /**
+   * The error of the last transient failure (5xx, timeout) before it was
+   * dead-lettered; empty when it was refused at once.
+   *
+   * @generated from field: string last_error = 9;
+   */
+  lastError: string;
+
+  /**
+   * When the batch was made (its first record arrived).
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 10;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * When it entered the dead-letter queue.
+   *
+   * @generated from field: google.protobuf.Timestamp dead_letter_time = 11;
+   */
+  deadLetterTime?: Timestamp | undefined;
+
+  /**
+   * Shape of the records (`syslog`, `ndjson`, `export-items`...).
+   *
+   * @generated from field: string data_hint = 12;
+   */
+  dataHint: string;
+
+  /**
+   * Encoding of the kept body: `zstd`, `gzip` or empty.
+   *
+   * @generated from field: string content_encoding = 13;
+   */
+  contentEncoding: string;
+};
+
+/**
+ * Describes the message floe.v1.DlqItem.
+ * Use `create(DlqItemSchema)` to create a new message.
+ */
+export const DlqItemSchema: GenMessage<DlqItem> = /*@__PURE__*/
+  messageDesc(file_floe_v1_agent, 19);
+
+/**
+ * Size of a dead-letter queue (or of the part of it a filter selects).
+ *
+ * @generated from message floe.v1.DlqTotals
+ */
+export type DlqTotals = Message<"floe.v1.DlqTotals"> & {
+  /**
+   * Items matching the filter, including those beyond the limit.
+   *
+   * @generated from field: uint64 count = 1;
+   */
+  count: bigint;
+
+  /**
+   * @generated from field: uint64 size_bytes = 2;
+   */
+  sizeBytes: bigint;
+};
+
+/**
+ * Describes the message floe.v1.DlqTotals.
+ * Use `create(DlqTotalsSchema)` to create a new message.
+ */
+export const DlqTotalsSchema: GenMessage<DlqTotals> = /*@__PURE__*/
+  messageDesc(file_floe_v1_agent, 20);
+
+/**
  * Re-read local config and re-apply everything.
  *
  * @generated from message floe.v1.Reload
@@ -779,7 +955,7 @@ export type Reload = Message<"floe.v1.Reload"> & {
  * Use `create(ReloadSchema)` to create a new message.
  */
 export const ReloadSchema: GenMessage<Reload> = /*@__PURE__*/
-  messageDesc(file_floe_v1_agent, 18);
+  messageDesc(file_floe_v1_agent, 21);
 
 /**
  * Stop taking new input, flush what is buffered, then report.
@@ -794,7 +970,7 @@ export type Drain = Message<"floe.v1.Drain"> & {
  * Use `create(DrainSchema)` to create a new message.
  */
 export const DrainSchema: GenMessage<Drain> = /*@__PURE__*/
-  messageDesc(file_floe_v1_agent, 19);
+  messageDesc(file_floe_v1_agent, 22);
 
 /**
  * @generated from message floe.v1.CommandResult
@@ -819,6 +995,20 @@ export type CommandResult = Message<"floe.v1.CommandResult"> & {
    * @generated from field: map<string, string> details = 4;
    */
   details: { [key: string]: string };
+
+  /**
+   * list_dlq: the items, oldest first, at most ListDlq.limit of them.
+   *
+   * @generated from field: repeated floe.v1.DlqItem dlq_items = 5;
+   */
+  dlqItems: DlqItem[];
+
+  /**
+   * list_dlq: every item matching the filter, listed or not.
+   *
+   * @generated from field: floe.v1.DlqTotals dlq_totals = 6;
+   */
+  dlqTotals?: DlqTotals | undefined;
 };
 
 /**
@@ -826,7 +1016,7 @@ export type CommandResult = Message<"floe.v1.CommandResult"> & {
  * Use `create(CommandResultSchema)` to create a new message.
  */
 export const CommandResultSchema: GenMessage<CommandResult> = /*@__PURE__*/
-  messageDesc(file_floe_v1_agent, 20);
+  messageDesc(file_floe_v1_agent, 23);
 
 /**
  * The server asks the agent to close the stream and reconnect after the delay.
@@ -850,7 +1040,7 @@ export type Throttle = Message<"floe.v1.Throttle"> & {
  * Use `create(ThrottleSchema)` to create a new message.
  */
 export const ThrottleSchema: GenMessage<Throttle> = /*@__PURE__*/
-  messageDesc(file_floe_v1_agent, 21);
+  messageDesc(file_floe_v1_agent, 24);
 
 /**
  * The server lost track of this stream's sequence: resend a hello with full
@@ -866,7 +1056,7 @@ export type RequestFullState = Message<"floe.v1.RequestFullState"> & {
  * Use `create(RequestFullStateSchema)` to create a new message.
  */
 export const RequestFullStateSchema: GenMessage<RequestFullState> = /*@__PURE__*/
-  messageDesc(file_floe_v1_agent, 22);
+  messageDesc(file_floe_v1_agent, 25);
 
 /**
  * The roles an agent can play.
