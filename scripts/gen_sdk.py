@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Generate the SDK code from ``proto/``: Python protobuf, gRPC and type stubs in ``sdk/floe/v1``,
 and the TypeScript messages and service descriptors in ``sdk/ts/floe/v1`` that the web dashboard
-imports (``protoc-gen-es``, pinned in ``web/package.json``; run ``npm ci`` in ``web/`` first).
+imports (``protoc-gen-es``, pinned in ``web/package.json``; run ``npm ci`` in ``web/`` first), and
+``sdk/ts/floe/sources.json``: the proxy input plugins' option schemas (``agents/sources/registry.py``)
+and default data hints, so the dashboard's dataset form offers exactly what the server validates.
 
 This is the only way generated code enters the repository. ``--check`` regenerates into a
 temporary directory and exits 1 when the committed files differ (CI and a test run it).
@@ -28,6 +30,7 @@ PROTO_ROOT = ROOT / "proto"
 OUT_ROOT = ROOT / "sdk"
 PACKAGE_DIR = Path("floe") / "v1"
 TS_DIR = Path("ts") / "floe" / "v1"
+SOURCES_JSON = Path("ts") / "floe" / "sources.json"
 PROTOC_GEN_ES = ROOT / "web" / "node_modules" / ".bin" / "protoc-gen-es"
 INIT_TEXT = '"""Generated from proto/floe/v1 by scripts/gen_sdk.py. Do not edit."""\n'
 
@@ -78,6 +81,21 @@ def generate_ts(out_root: Path) -> None:
     plugin = {"local": str(PROTOC_GEN_ES), "out": str(out_root / "ts"), "opt": ["target=ts", "import_extension=none"]}
     template = json.dumps({"version": "v2", "plugins": [plugin]})
     subprocess.run([_plugin("buf"), "generate", "proto", "--template", template], check=True, cwd=ROOT)
+    generate_sources(out_root)
+
+
+def generate_sources(out_root: Path) -> None:
+    """The input plugins' option schemas as JSON, from the same registry the control plane validates with."""
+    sys.path.insert(0, str(ROOT))
+    from agents.sources.registry import describe
+    from floe.protocol import DEFAULT_DATA_HINTS
+    from floe.v1 import datasets_pb2
+
+    names = datasets_pb2.SourceType.Name
+    hints = {names(datasets_pb2.SourceType.ValueType(k)): v for k, v in DEFAULT_DATA_HINTS.items()}
+    hints = {k.removeprefix("SOURCE_TYPE_").lower(): v for k, v in hints.items()}
+    data = {"generated_by": "scripts/gen_sdk.py", "sources": describe(), "default_data_hints": hints}
+    (out_root / SOURCES_JSON).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _generated(folder: Path) -> set[str]:
@@ -112,6 +130,9 @@ def main() -> int:
                 print(f"{committed} is missing: run python scripts/gen_sdk.py", file=sys.stderr)
                 return 1
             stale += [str(folder / name) for name in _diff(Path(tmp) / folder, committed)]
+        fresh, have = Path(tmp) / SOURCES_JSON, OUT_ROOT / SOURCES_JSON
+        if not have.exists() or not filecmp.cmp(fresh, have, shallow=False):
+            stale.append(str(SOURCES_JSON))
     if stale:
         print(
             "Generated code is stale: " + ", ".join(stale) + ". Run python scripts/gen_sdk.py.",

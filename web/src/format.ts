@@ -54,7 +54,8 @@ export function duration(sec: number): string {
   if (sec < 1) return `${Math.round(sec * 1000)} ms`;
   if (sec < 120) return `${sec.toFixed(sec < 10 ? 1 : 0)} s`;
   if (sec < 7200) return `${Math.round(sec / 60)} min`;
-  return `${(sec / 3600).toFixed(1)} h`;
+  if (sec < 172800) return `${(sec / 3600).toFixed(1)} h`;
+  return `${(sec / 86400).toFixed(sec % 86400 === 0 ? 0 : 1)} d`;
 }
 
 // "tenants/acme/datasets/fw" -> "fw"; "tenants/acme" -> "acme"

@@ -8,7 +8,7 @@ export function PageHeader({ title, children, sub }: { title: string; children?:
   return (
     <header className="page-header">
       <div>
-        <h1>{title}</h1>
+        <h1 id="page-title">{title}</h1>
         {sub && <p className="muted">{sub}</p>}
       </div>
       {children && <div className="actions">{children}</div>}

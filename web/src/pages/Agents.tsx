@@ -1,5 +1,8 @@
-import { PageHeader } from "../components/ui";
+// #/agents (the live list) and #/agents/{name} (one agent).
+import "./Agents.css";
+import { AgentDetail } from "./agents/AgentDetail";
+import { AgentList } from "./agents/AgentList";
 
 export function Agents({ path }: { path: string[] }) {
-  void path; return <PageHeader title="Agents" />;
+  return path.length > 0 ? <AgentDetail key={path[0]} id={path[0]} /> : <AgentList />;
 }
