@@ -1,4 +1,4 @@
-import { useEffect, useState, type ReactNode } from "react";
+import { lazy, Suspense, useEffect, useState, type ReactNode } from "react";
 import { api } from "./api";
 import { isAdmin, onSession, getSession, setSession, type Session } from "./session";
 import { href, useRoute } from "./router";
@@ -7,12 +7,15 @@ import { leaf } from "./format";
 import { SignIn } from "./pages/SignIn";
 import { Overview } from "./pages/Overview";
 import { Tenants } from "./pages/Tenants";
-import { Datasets } from "./pages/Datasets";
-import { Keys } from "./pages/Keys";
-import { Agents } from "./pages/Agents";
-import { Query } from "./pages/Query";
-import { Dlq } from "./pages/Dlq";
 import { NotFound } from "./pages/NotFound";
+import { Loading } from "./components/ui";
+
+// The larger pages load on first visit, so signing in and the overview stay quick.
+const Datasets = lazy(() => import("./pages/Datasets").then((m) => ({ default: m.Datasets })));
+const Keys = lazy(() => import("./pages/Keys").then((m) => ({ default: m.Keys })));
+const Agents = lazy(() => import("./pages/Agents").then((m) => ({ default: m.Agents })));
+const Query = lazy(() => import("./pages/Query").then((m) => ({ default: m.Query })));
+const Dlq = lazy(() => import("./pages/Dlq").then((m) => ({ default: m.Dlq })));
 
 const NAV: { id: string; label: string; adminOnly?: boolean }[] = [
   { id: "overview", label: "Overview" },
@@ -112,7 +115,7 @@ function Shell({ session }: { session: Session }) {
           </ul>
         </nav>
         <main id="main" tabIndex={-1}>
-          {page(section, rest)}
+          <Suspense fallback={<Loading what="Loading the page" />}>{page(section, rest)}</Suspense>
         </main>
       </div>
     </TenantProvider>

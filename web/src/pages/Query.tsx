@@ -23,7 +23,7 @@ const DEFAULT_ROWS = 1000;
 
 function defaultSql(dataset: string, columns: string[] | undefined, orderBy: boolean): string {
   const table = ident(leaf(dataset));
-  const sorted = orderBy && (!columns || columns.includes("timestamp"));
+  const sorted = orderBy && !!columns && columns.includes("timestamp");
   return `SELECT * FROM ${table}${sorted ? " ORDER BY timestamp DESC" : ""} LIMIT 100`;
 }
 
@@ -150,7 +150,8 @@ function QueryTenant({ tenant, initial }: { tenant: string; initial: string }) {
   // The suggested statement follows the dataset (and its schema) until the user edits it.
   useEffect(() => {
     if (!suggested) return;
-    setSql((cur) => (cur === "" || cur === lastSuggested.current ? suggested : cur));
+    const previous = lastSuggested.current; // read now: the updater runs later, after the ref moves on
+    setSql((cur) => (cur === "" || cur === previous ? suggested : cur));
     lastSuggested.current = suggested;
   }, [suggested]);
 
