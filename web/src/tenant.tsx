@@ -12,6 +12,18 @@ export interface TenantScope {
   reloadTenants: () => void;
 }
 
+// Every tenant the caller may see, all pages of ListTenants.
+export async function listTenants(): Promise<Tenant[]> {
+  const all: Tenant[] = [];
+  let pageToken = "";
+  do {
+    const r = await api.tenants.listTenants({ pageSize: 500, pageToken });
+    all.push(...r.tenants);
+    pageToken = r.nextPageToken;
+  } while (pageToken);
+  return all;
+}
+
 const Ctx = createContext<TenantScope>({ tenant: "", setTenant: () => {}, tenants: [], reloadTenants: () => {} });
 const KEY = "floe.tenant";
 
@@ -22,16 +34,9 @@ export function TenantProvider({ children }: { children: ReactNode }) {
   const [tick, setTick] = useState(0);
   useEffect(() => {
     let live = true;
-    (async () => {
-      const all: Tenant[] = [];
-      let pageToken = "";
-      do {
-        const r = await api.tenants.listTenants({ pageSize: 500, pageToken });
-        all.push(...r.tenants);
-        pageToken = r.nextPageToken;
-      } while (pageToken);
+    listTenants().then((all) => {
       if (live) setTenants(all);
-    })().catch(() => {
+    }).catch(() => {
       // The pages show their own errors; the picker just stays empty.
     });
     return () => {

@@ -8,19 +8,8 @@ import { fieldError } from "../errors";
 import { leaf, when } from "../format";
 import { useAction, useLoad } from "../hooks";
 import { href } from "../router";
-import { useTenant } from "../tenant";
+import { listTenants, useTenant } from "../tenant";
 import { idProblem } from "../validate";
-
-async function listTenants(): Promise<Tenant[]> {
-  const all: Tenant[] = [];
-  let pageToken = "";
-  do {
-    const r = await api.tenants.listTenants({ pageSize: 500, pageToken });
-    all.push(...r.tenants);
-    pageToken = r.nextPageToken;
-  } while (pageToken);
-  return all;
-}
 
 function CreateTenant({ onCreated }: { onCreated: (t: Tenant) => void }) {
   const [id, setId] = useState("");
