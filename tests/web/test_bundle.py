@@ -4,6 +4,7 @@ serves it with the headers a page that holds tokens needs."""
 from __future__ import annotations
 
 import filecmp
+import gzip
 import http.client
 import shutil
 import subprocess
@@ -47,11 +48,11 @@ def test_committed_bundle_matches_the_sources(tmp_path: Path) -> None:
     assert not stale, f"web/dist is stale ({', '.join(stale)}): run `npm run build` in web/ and commit web/dist."
 
 
-def _get(address: str, path: str) -> tuple[int, dict[str, str], bytes]:
+def _get(address: str, path: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
     host, port = address.rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers=headers)
         resp = conn.getresponse()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
     finally:
@@ -66,6 +67,11 @@ def test_control_plane_serves_the_dashboard(control_plane: ControlPlaneProcess) 
     asset = next(p.name for p in (WEB / "dist" / "assets").iterdir() if p.suffix == ".js")
     status, headers, body = _get(control_plane.http, f"/assets/{asset}")
     assert status == 200 and "immutable" in headers["cache-control"]
+    assert headers["content-type"].startswith(("application/javascript", "text/javascript"))
+    plain = body
+    status, headers, body = _get(control_plane.http, f"/assets/{asset}", **{"Accept-Encoding": "gzip, br"})
+    assert status == 200 and headers["content-encoding"] == "gzip" and gzip.decompress(body) == plain
+    assert len(body) < len(plain) / 2
     assert headers["content-type"].startswith(("application/javascript", "text/javascript"))
     for path in ("/assets/missing.js", "/assets/..%2Findex.html", "/assets/.hidden"):
         status, headers, body = _get(control_plane.http, path)
