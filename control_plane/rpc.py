@@ -36,6 +36,11 @@ PUBLIC_METHODS = frozenset(
 )
 _PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
+STARTED = Counter(
+    "grpc_server_started_total",
+    "RPCs the server has started handling, by method (in flight = started - handled).",
+    ["grpc_service", "grpc_method"],
+)
 HANDLED = Counter(
     "grpc_server_handled_total",
     "RPCs completed on the server, by method and status code.",
@@ -90,6 +95,7 @@ class _Call:
         self.public = method in PUBLIC_METHODS or method.startswith(_PUBLIC_PREFIXES)
         self.auth = authenticator
         self.latency = LATENCY.labels(self.service, self.name)
+        self.started = STARTED.labels(self.service, self.name)
         self._counters: dict[str, Any] = {}
 
     def count(self, code: str) -> None:
@@ -165,6 +171,7 @@ class Registrar:
 def _unary(call: _Call, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     async def run(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         start = time.perf_counter()
+        call.started.inc()
         try:
             await call.authenticate(context)
             response = await behavior(request, context)
@@ -183,6 +190,7 @@ def _unary(call: _Call, behavior: Callable[..., Awaitable[Any]]) -> Callable[...
 def _streaming(call: _Call, behavior: Callable[..., Any]) -> Callable[..., AsyncIterator[Any]]:
     async def run(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         start = time.perf_counter()
+        call.started.inc()
         try:
             await call.authenticate(context)
             result = behavior(request, context)

@@ -152,6 +152,7 @@ def test_metrics_count_calls_by_method_and_code(
     assert status == 200
     assert ctype.startswith("text/plain")
     assert b"# TYPE grpc_server_handled_total counter" in body
+    assert b"# TYPE grpc_server_started_total counter" in body
     assert b"# TYPE grpc_server_handling_seconds histogram" in body
 
     labels = {"grpc_service": "floe.v1.TenantService", "grpc_method": "GetTenant"}
@@ -234,6 +235,10 @@ def test_call_in_flight_at_sigterm_completes(start_control_plane: StartCP) -> No
 
         with ThreadPoolExecutor(4) as pool:
             calls = [pool.submit(create, i) for i in range(4)]
+            # All four are inside their handlers (not merely queued: a call the server has not
+            # taken up yet is cancelled at shutdown, which is gRPC's contract, not a lost call).
+            started = {"grpc_service": "floe.v1.KeyService", "grpc_method": "CreateApiKey"}
+            eventually(lambda: metric_value(cp.http, "grpc_server_started_total", **started) == 4, interval=0.005)
             eventually(lambda: cpu_seconds(pid) - cpu_before >= 0.03, timeout=10, interval=0.005)
             assert not any(f.done() for f in calls), "calls finished before the signal"
             signalled = time.monotonic()
