@@ -6,7 +6,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Role } from "@sdk/common_pb";
 import { ApiKeySchema, KeyKind, type CreateApiKeyResponse } from "@sdk/keys_pb";
 import { api } from "../api";
-import { ErrorNote, Field } from "./ui";
+import { ErrorNote, Field, SubmitButton } from "./ui";
 import { fieldError } from "../errors";
 import { leaf } from "../format";
 import { useAction } from "../hooks";
@@ -194,9 +194,7 @@ export function CreateKeyForm({ onCreated }: { onCreated: (r: CreateApiKeyRespon
       )}
       <ErrorNote error={save.error} />
       <div className="form-actions">
-        <button type="submit" disabled={save.busy}>
-          {save.busy ? "Creating…" : "Create key"}
-        </button>
+        <SubmitButton busy={save.busy} label="Create key" busyLabel="Creating…" />
       </div>
     </form>
   );

@@ -224,3 +224,12 @@ export function Stat({ label, value, children }: { label: string; value: ReactNo
     </div>
   );
 }
+
+// A form's submit button: disabled and relabelled while its call runs.
+export function SubmitButton({ busy, label, busyLabel }: { busy: boolean; label: string; busyLabel: string }) {
+  return (
+    <button type="submit" disabled={busy}>
+      {busy ? busyLabel : label}
+    </button>
+  );
+}

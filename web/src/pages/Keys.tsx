@@ -6,7 +6,7 @@ import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import { KeyKind, type ApiKey, type RotateApiKeyResponse } from "@sdk/keys_pb";
 import { api } from "../api";
 import { CreateKeyForm, ROLE_TEXT } from "../components/KeysCreate";
-import { Badge, ConfirmButton, CopyButton, Dialog, EmptyState, ErrorNote, Field, Loading, PageHeader } from "../components/ui";
+import { Badge, ConfirmButton, CopyButton, Dialog, EmptyState, ErrorNote, Field, Loading, PageHeader, SubmitButton } from "../components/ui";
 import { ago, date, leaf, when } from "../format";
 import { useAction, useLoad, useTick } from "../hooks";
 import { canWrite, getSession } from "../session";
@@ -108,9 +108,7 @@ function RotateForm({ apiKey, onRotated }: { apiKey: ApiKey; onRotated: (r: Rota
       </Field>
       <ErrorNote error={rotate.error} />
       <div className="form-actions">
-        <button type="submit" disabled={rotate.busy}>
-          {rotate.busy ? "Rotating…" : "Rotate key"}
-        </button>
+        <SubmitButton busy={rotate.busy} label="Rotate key" busyLabel="Rotating…" />
       </div>
     </form>
   );

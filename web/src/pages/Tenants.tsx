@@ -3,7 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { FieldMaskSchema } from "@bufbuild/protobuf/wkt";
 import { Tenant_State, TenantSchema, type Tenant } from "@sdk/tenants_pb";
 import { api } from "../api";
-import { Badge, ConfirmButton, Dialog, EmptyState, ErrorNote, Field, Loading, PageHeader } from "../components/ui";
+import { Badge, ConfirmButton, Dialog, EmptyState, ErrorNote, Field, Loading, PageHeader, SubmitButton } from "../components/ui";
 import { fieldError } from "../errors";
 import { leaf, when } from "../format";
 import { useAction, useLoad } from "../hooks";
@@ -43,9 +43,7 @@ function CreateTenant({ onCreated }: { onCreated: (t: Tenant) => void }) {
       </Field>
       <ErrorNote error={save.error} />
       <div className="form-actions">
-        <button type="submit" disabled={save.busy}>
-          {save.busy ? "Creating…" : "Create tenant"}
-        </button>
+        <SubmitButton busy={save.busy} label="Create tenant" busyLabel="Creating…" />
       </div>
     </form>
   );

@@ -8,7 +8,7 @@ import { AgentKind } from "@sdk/agent_pb";
 import type { Dataset, DatasetFields, PreviewTransformationsResponse } from "@sdk/datasets_pb";
 import type { Agent } from "@sdk/fleet_pb";
 import { api } from "../../api";
-import { Badge, ConfirmButton, ErrorNote, Field, Loading, PageHeader } from "../../components/ui";
+import { Badge, ConfirmButton, ErrorNote, Field, Loading, PageHeader, SubmitButton } from "../../components/ui";
 import { fieldError, type Problem } from "../../errors";
 import { leaf, when } from "../../format";
 import { useAction, useLoad } from "../../hooks";
@@ -573,9 +573,11 @@ function DatasetForm({
               </p>
             )}
             <div className="form-actions">
-              <button type="submit" disabled={save.busy}>
-                {creating ? (save.busy ? "Creating…" : "Create dataset") : save.busy ? "Saving…" : "Save changes"}
-              </button>
+              <SubmitButton
+                busy={save.busy}
+                label={creating ? "Create dataset" : "Save changes"}
+                busyLabel={creating ? "Creating…" : "Saving…"}
+              />
               <a className="button secondary" href={href("datasets")}>
                 Cancel
               </a>
