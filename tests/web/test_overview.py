@@ -3,16 +3,19 @@ when syslog flows through the ``floe up`` proxy, the control plane's health, and
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from floe.v1 import health_pb2
-from tests.integration.agentkit import free_port, send_udp, udp_dataset
+from floe.v1 import common_pb2, health_pb2, keys_pb2
+from tests.helpers import eventually
+from tests.integration.agentkit import AgentProcess, free_port, send_udp, udp_dataset
 from tests.web.conftest import Stack, shot
 
 TENANT = "overview-acme"
@@ -20,12 +23,18 @@ STAGES = ("Proxy", "Receiver", "Piper", "Packer", "Query", "Connector")
 
 
 @pytest.fixture
-def syslog_traffic(stack: Stack) -> Iterator[None]:
-    """A syslog/UDP dataset on the ``floe up`` proxy and a sender feeding it until the test ends."""
+def syslog_traffic(stack: Stack, tmp_path: Path) -> Iterator[None]:
+    """A proxy of this test's own (so no other test's datasets on the shared ``local`` proxy can
+    hold up its config), a syslog/UDP dataset on it, and a sender feeding it until the test ends."""
     port = free_port()
+    receiver = json.loads((stack.data_dir / "agents" / "receiver" / "agent.json").read_text())["webhook"]
     with stack.client() as client:
+        _, key = client.keys.create(common_pb2.ROLE_AGENT, kind=keys_pb2.KEY_KIND_SERVICE, display_name="overview")
         client.tenants.create(TENANT)
-        client.datasets.create(TENANT, "syslog", udp_dataset(port, agent="local"))
+        client.datasets.create(TENANT, "syslog", udp_dataset(port, agent="overview-edge"))
+    edge = AgentProcess(
+        "proxy", "overview-edge", tmp_path, "--receivers", f"http://{receiver}", control_url=stack.grpc, key=key
+    ).start()
     done = threading.Event()
 
     def send() -> None:
@@ -35,12 +44,16 @@ def syslog_traffic(stack: Stack) -> Iterator[None]:
             done.wait(0.05)
 
     sender = threading.Thread(target=send, daemon=True)
-    sender.start()
     try:
+        with stack.client() as client:
+            eventually(lambda: client.agents.get("overview-edge").status == health_pb2.HEALTH_STATUS_HEALTHY, 30)
+        sender.start()
         yield
     finally:
         done.set()
-        sender.join(5)
+        if sender.is_alive():
+            sender.join(5)
+        edge.kill()
 
 
 def test_overview_shows_status_counts_stages_and_control_plane(
