@@ -128,8 +128,11 @@ class Database:
         if allowed_dir is not None:
             self.con.execute(f"SET allowed_directories=[{_literal(allowed_dir)}]")
         self.con.execute("SET allowed_paths=[]")
+        # Footers are read once per file, not on every query: the packer writes each file once
+        # under a new name, and DuckDB reads a footer again if its file changed anyway.
+        self.con.execute("SET GLOBAL parquet_metadata_cache=true")
         self.con.execute("SET enable_external_access=false")
-        self.con.execute("SET python_enable_replacements=false")
+        self.con.execute("SET GLOBAL python_enable_replacements=false")
         self.con.execute("SET lock_configuration=true")
         self.con.execute(f"PREPARE {self._STATE} AS {self._STATE_SQL}")
         self.allowed = wanted

@@ -101,12 +101,14 @@ def generate(root: Path, rows: int, hours: int) -> int:
 Runner = Callable[[str, tuple[datetime, datetime] | None], object]
 
 
-def plain_duckdb(root: Path, threads: int) -> Runner:
-    """Plain DuckDB: one connection with the service's ``threads`` (its other settings DuckDB's
-    defaults, which the service's lock-down does not change for reading Parquet: no Parquet
-    metadata cache, no local file cache)."""
+def plain_duckdb(root: Path, threads: int, metadata_cache: bool = False) -> Runner:
+    """Plain DuckDB: one connection with the service's ``threads``, its other settings DuckDB's
+    defaults (no local file cache); with ``metadata_cache`` it also caches Parquet footers, as
+    the service does."""
     glob = str(root / TENANT / DATASET / "data/parquet/**/*.parquet")
     con = duckdb.connect(config={"threads": threads})
+    if metadata_cache:
+        con.execute("SET parquet_metadata_cache=true")
     src = f"read_parquet('{glob}', hive_partitioning=true, hive_types_autocast=false, union_by_name=true)"
 
     def run(sql: str, window: tuple[datetime, datetime] | None) -> object:
@@ -174,6 +176,7 @@ def main() -> int:
             with Service(work, data, args.threads) as service:
                 paths = {
                     "duckdb": plain_duckdb(data, args.threads),
+                    "duckdb+mc": plain_duckdb(data, args.threads, metadata_cache=True),
                     "engine": engine_path(engine, loop),
                     "service": service.run,
                     "hops": service.hops,
@@ -184,17 +187,22 @@ def main() -> int:
             loop.close()
         print(f"\n{total:,} rows, {args.threads} DuckDB threads, median of {args.repeat} (range) in ms")
         print("paths interleaved per repetition; in-agent: the service's own elapsed time (its summary)\n")
-        print(f"{'query':<12} {'path':<8} {'median':>8} {'range':>17} {'rows/s':>14} {'vs duckdb':>9}")
+        print("duckdb+mc: plain DuckDB caching Parquet footers, as the service does\n")
+        print(f"{'query':<12} {'path':<9} {'median':>8} {'range':>17} {'rows/s':>14} {'vs duckdb':>9} {'vs +mc':>7}")
         for name, by_path in results.items():
             base = statistics.median(by_path["duckdb"])
+            cached = statistics.median(by_path["duckdb+mc"])
             for path, times in by_path.items():
                 med = statistics.median(times)
                 spread = f"{min(times) * 1e3:.1f}-{max(times) * 1e3:.1f}"
                 if path == "hops":
-                    print(f"{name:<12} {path:<8} {med * 1e3:8.1f} {spread:>17} {'-':>14} {'-':>9}")
+                    print(f"{name:<12} {path:<9} {med * 1e3:8.1f} {spread:>17} {'-':>14} {'-':>9} {'-':>7}")
                     continue
                 rate = covered[name] / med
-                print(f"{name:<12} {path:<8} {med * 1e3:8.1f} {spread:>17} {rate:14,.0f} {med / base:8.2f}x")
+                print(
+                    f"{name:<12} {path:<9} {med * 1e3:8.1f} {spread:>17} {rate:14,.0f} "
+                    f"{med / base:8.2f}x {med / cached:6.2f}x"
+                )
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -109,6 +109,28 @@ def test_what_a_query_did_is_rolled_back_and_an_ended_transaction_retires_the_da
     asyncio.run(main())
 
 
+def test_each_querys_own_connection_has_the_lock_down(engine: Engine) -> None:
+    """Settings scoped to a connection (``LOCAL``) set on the database's own connection would not
+    reach the query's: the lock-down sets them globally, and a query cannot set them back."""
+
+    async def main() -> None:
+        try:
+            files = await engine.files("a", "fw")
+            session = engine._open("a", "fw", files, files, TimeRange(None, None))
+            settings = dict(session.con.sql("SELECT name, value FROM duckdb_settings()").fetchall())
+            assert settings["python_enable_replacements"] == "false"  # no Python objects by name
+            assert settings["enable_external_access"] == "false"
+            assert settings["lock_configuration"] == "true"
+            assert settings["parquet_metadata_cache"] == "true"  # footers read once per file
+            with pytest.raises(duckdb.Error, match="configuration"):
+                session.con.execute("SET python_enable_replacements=true")
+            engine._finish("a", "fw", session)
+        finally:
+            await engine.close()
+
+    asyncio.run(main())
+
+
 def test_the_kept_view_reads_each_querys_own_time_range(tmp_path: Path) -> None:
     path = tmp_path / "store" / parquet_key("a", "fw", "2024050100", "a")
     path.parent.mkdir(parents=True)
