@@ -52,6 +52,9 @@ class ControlPlaneSettings:
         None,
         "Mutual TLS: every gRPC client (agents, SDK, CLI) must present a certificate signed by this CA.",
     )
+    query_ca_file: Path | None = setting(
+        None, "CA bundle to verify query agents that serve TLS (listen_tls_cert_file); default the system's CAs."
+    )
     web_dir: Path | None = setting(
         None,
         "Built dashboard served at / on the HTTP port; default web/dist beside the control_plane package.",
@@ -85,7 +88,7 @@ class ControlPlaneSettings:
             problems.append("auth_failure_burst / auth_failure_rate: must be positive")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             problems.append("tls_cert_file / tls_key_file: set both to enable TLS, or neither")
-        for name in ("tls_cert_file", "tls_key_file", "tls_client_ca_file"):
+        for name in ("tls_cert_file", "tls_key_file", "tls_client_ca_file", "query_ca_file"):
             path = getattr(self, name)
             if path is not None and not path.is_file():
                 problems.append(f"{name}: {path} is not a readable file")

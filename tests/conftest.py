@@ -10,6 +10,7 @@ import pytest
 
 from floe import Client
 from tests.helpers import ControlPlaneProcess
+from tests.pki import issue_pki
 
 _counter = itertools.count()
 
@@ -60,3 +61,9 @@ def uid() -> Callable[[str], str]:
         return f"{prefix}-{run}-{next(_counter)}"
 
     return make
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A test CA with server and client certificates (``tests/pki.py``)."""
+    return issue_pki(tmp_path_factory.mktemp("pki"))

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 import time
 from dataclasses import dataclass
 from enum import Enum
@@ -121,6 +122,7 @@ class Forwarder:
         retry_attempts: int = 5,
         retry_interval: float = 60.0,
         cleanup_interval: float = 300.0,
+        ssl_context: ssl.SSLContext | bool = True,
     ) -> None:
         problems = []
         if not receivers:
@@ -150,12 +152,14 @@ class Forwarder:
         self._inflight: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
+        self._ssl = ssl_context
         self._delivered_batches = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self._workers, keepalive_timeout=30.0)
+        # https:// receivers are verified (the system's CAs or receiver_ca_file), never not at all.
+        connector = aiohttp.TCPConnector(limit=self._workers, keepalive_timeout=30.0, ssl=self._ssl)
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=self._timeout),

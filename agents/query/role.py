@@ -1,8 +1,9 @@
 """The query role: the engine over the Parquet store and its gRPC port, wired to the agent runtime.
 
 It follows the ``datasets`` config (only listed datasets are served) and advertises its gRPC
-address and forwarding secret to the control plane in the hello (``endpoints``), so the control
-plane can forward ``QueryService`` calls to it. Health component ``query``: queries (events_in),
+address (``query_advertise``, see ``agents/runtime/tls.py``), whether it serves TLS, and its
+forwarding secret to the control plane in the hello (``endpoints``), so the control plane can
+forward ``QueryService`` calls to it. Health component ``query``: queries (events_in),
 rows returned (events_out), Parquet bytes scanned (bytes_in), failures (errors), refusals by
 reason (dropped).
 """
@@ -22,6 +23,7 @@ from agents.runtime.health import HealthBoard
 from agents.runtime.objectstore import ObjectStore, open_object_store
 from agents.runtime.settings import AgentSettings
 from agents.runtime.subscriber import SubscriberRole
+from agents.runtime.tls import advertised_address, grpc_server_credentials
 from floe.v1 import agent_pb2
 
 __all__ = ["QueryRole", "limits_from"]
@@ -64,7 +66,7 @@ class QueryRole(SubscriberRole):
             self.engine, Verifier(self._secret), lambda: {ds.name for ds in self.datasets}, writer is not None
         )
         try:
-            self.server, self.address = await start_server(servicer, s.query_grpc_listen)
+            self.server, self.address = await start_server(servicer, s.query_grpc_listen, grpc_server_credentials(s))
         except BaseException:
             await self.engine.close()
             await self.store.close()
@@ -75,8 +77,18 @@ class QueryRole(SubscriberRole):
         )
 
     def endpoints(self) -> dict[str, str]:
-        """Sent in the hello: where the control plane forwards to and the secret it signs with."""
-        return {**self.addresses(), "query_auth": self._secret} if self.address else {}
+        """Sent in the hello: where the control plane forwards to (over TLS when ``query_tls``)
+        and the secret it signs with."""
+        if not self.address:
+            return {}
+        s = self.settings
+        out = {
+            "query_grpc": advertised_address(self.address, s.query_advertise, s.control_url),
+            "query_auth": self._secret,
+        }
+        if s.listen_tls_cert_file is not None:
+            out["query_tls"] = "1"
+        return out
 
     def addresses(self) -> dict[str, str]:
         """Extra listening addresses for ``agent.json`` (never the secret)."""

@@ -162,8 +162,11 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             raise AssertionError("unreachable") from exc
 
 
-async def start_server(servicer: QueryServicer, listen: str) -> tuple[grpc.aio.Server, str]:
-    """Bind ``listen`` (host:port; port 0 picks one) and start; the server and its bound address."""
+async def start_server(
+    servicer: QueryServicer, listen: str, credentials: grpc.ServerCredentials | None = None
+) -> tuple[grpc.aio.Server, str]:
+    """Bind ``listen`` (host:port; port 0 picks one), over TLS with ``credentials``, and start;
+    the server and its bound address."""
     from floe.settings import parse_host_port
 
     host, port = parse_host_port(listen)
@@ -178,7 +181,10 @@ async def start_server(servicer: QueryServicer, listen: str) -> tuple[grpc.aio.S
     query_pb2_grpc.add_QueryServiceServicer_to_server(servicer, server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        bound = server.add_insecure_port(address)
+        if credentials is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, credentials)
     except RuntimeError:
         bound = 0
     if bound == 0:

@@ -31,6 +31,7 @@ import logging
 import math
 import re
 import secrets
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -131,12 +132,13 @@ class Ingest:
             app.router.add_route("POST", path, self.handle, expect_handler=self.expect)
         return app
 
-    async def start(self, host: str, port: int) -> str:
-        """Listen on ``host:port`` (0: any free port); return the bound ``host:port``."""
+    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> str:
+        """Listen on ``host:port`` (0: any free port), over TLS with ``ssl_context``; return the
+        bound ``host:port``."""
         # auto_decompress off: bodies are spooled exactly as sent, never inflated here.
         self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, auto_decompress=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True, backlog=1024)
+        site = web.TCPSite(self._runner, host, port, reuse_address=True, backlog=1024, ssl_context=ssl_context)
         try:
             await site.start()
         except OSError as exc:

@@ -26,6 +26,7 @@ from agents.runtime.objectstore import ObjectStore, open_object_store
 from agents.runtime.settings import AgentSettings
 from agents.runtime.spool import Spool
 from agents.runtime.subscriber import SubscriberRole
+from agents.runtime.tls import server_ssl_context
 from floe.aio import cancel
 from floe.apikeys import parse_key
 from floe.settings import parse_host_port
@@ -87,7 +88,7 @@ class ReceiverRole(SubscriberRole):
                 ack=s.ack,
                 on_append=self.uploader.notify,
             )
-            await self.ingest.start(host, port)
+            await self.ingest.start(host, port, server_ssl_context(s))
         except BaseException:
             await self.stop()
             raise

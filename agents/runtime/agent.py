@@ -28,6 +28,7 @@ from agents.runtime.control import ControlClient
 from agents.runtime.health import HealthBoard
 from agents.runtime.role import Role
 from agents.runtime.settings import AgentSettings
+from agents.runtime.tls import server_ssl_context
 from floe.aio import cancel
 from floe.v1 import agent_pb2, datasets_pb2, health_pb2
 
@@ -268,7 +269,7 @@ class AgentRunner:
         runner = web.AppRunner(self._app(), access_log=None)
         await runner.setup()
         host, port = self.settings.api_address(self.kind)
-        site = web.TCPSite(runner, host, port, reuse_address=True)
+        site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=server_ssl_context(self.settings))
         try:
             await site.start()
         except OSError as exc:

@@ -38,6 +38,12 @@ class AgentSettings:
     tls_key_file: Path | None = setting(None, "Private key of tls_cert_file.", secret=True)
     data_dir: Path = setting(Path("floe-data/agents"), "Root for this agent's state; the agent uses DATA_DIR/NAME.")
     api_listen: str = setting("", "HTTP API address; default 127.0.0.1:<the role's port>.")
+    listen_tls_cert_file: Path | None = setting(
+        None,
+        "PEM certificate (chain): this agent's own listeners serve TLS (the API port, a receiver's ingest "
+        "port, a query agent's gRPC port).",
+    )
+    listen_tls_key_file: Path | None = setting(None, "PEM private key of listen_tls_cert_file.", secret=True)
     reconnect_max: float = setting(30.0, "Longest wait between reconnect attempts.", kind="duration")
     datasets: list[dict[str, Any]] = setting(
         [], "Local datasets (local-only and hybrid modes), in the API's JSON form.", kind="raw"
@@ -47,6 +53,9 @@ class AgentSettings:
         ["http://127.0.0.1:8080"], "proxy: receiver base URLs, used round-robin with health-based failover."
     )
     ingest_key: str = setting("", "proxy: bearer key for receivers; default the agent's own key.", secret=True)
+    receiver_ca_file: Path | None = setting(
+        None, "proxy: CA bundle to verify https:// receivers' certificates; default the system's CAs."
+    )
     batch_max_bytes: int = setting(4 << 20, "proxy: flush a dataset's batch at this many uncompressed bytes.")
     batch_max_records: int = setting(100_000, "proxy: flush a dataset's batch at this many records.")
     batch_max_age: float = setting(
@@ -92,6 +101,11 @@ class AgentSettings:
     query_grpc_listen: str = setting(
         "127.0.0.1:8001", "query: QueryService gRPC address (the control plane forwards to it).", kind="host_port"
     )
+    query_advertise: str = setting(
+        "",
+        "query: host:port the control plane dials; default query_grpc_listen's, an unspecified host (0.0.0.0, "
+        "::) replaced by this host's address toward the control plane.",
+    )
     query_max_time_range: float = setting(
         720 * 3600.0,
         "query: widest time range of one query; also the default look-back (0: unlimited).",
@@ -135,6 +149,17 @@ class AgentSettings:
             problems.append("api_key / api_key_file: an agent key is required unless config_mode is local-only")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             problems.append("tls_cert_file / tls_key_file: set both for mutual TLS, or neither")
+        if (self.listen_tls_cert_file is None) != (self.listen_tls_key_file is None):
+            problems.append("listen_tls_cert_file / listen_tls_key_file: set both to serve TLS, or neither")
+        for name in ("listen_tls_cert_file", "listen_tls_key_file", "receiver_ca_file"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                problems.append(f"{name}: {path} is not a readable file")
+        if self.query_advertise:
+            try:
+                parse_host_port(self.query_advertise)
+            except ValueError as exc:
+                problems.append(f"query_advertise: {exc}")
         if self.compression not in ("zstd", "gzip"):
             problems.append(f"compression: {self.compression!r} must be zstd or gzip")
         if self.ack not in ("disk", "memory"):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 _SERVICE = "/floe.v1.QueryService/"
 _ENDPOINT = "query_grpc"
 _SECRET = "query_auth"  # noqa: S105 (the endpoints key, not a secret)
+_TLS = "query_tls"
 #: Used when the caller set no deadline: a query's own statement timeout ends it sooner.
 _DEFAULT_TIMEOUT = 600.0
 #: The responses that end a query's stream.
@@ -72,19 +74,28 @@ def _retryable(exc: grpc.aio.AioRpcError) -> bool:
 
 
 class QueryServicer(query_pb2_grpc.QueryServiceServicer):
-    def __init__(self, store: Store, fleet: AgentRegistry) -> None:
+    def __init__(self, store: Store, fleet: AgentRegistry, ca_file: Path | None = None) -> None:
         self._store = store
         self._fleet = fleet
-        self._channels: dict[str, grpc.aio.Channel] = {}
-        self._stubs: dict[str, query_pb2_grpc.QueryServiceStub] = {}
+        #: Verifies query agents that serve TLS (``query_ca_file``; None: the system's CAs).
+        self._ca = ca_file.read_bytes() if ca_file is not None else None
+        self._channels: dict[tuple[str, bool], grpc.aio.Channel] = {}
+        self._stubs: dict[tuple[str, bool], query_pb2_grpc.QueryServiceStub] = {}
 
-    def _stub(self, address: str) -> query_pb2_grpc.QueryServiceStub:
-        stub = self._stubs.get(address)
+    def _stub(self, entry: AgentEntry) -> query_pb2_grpc.QueryServiceStub:
+        """A stub for the agent's advertised address, over TLS when the agent serves it."""
+        key = (entry.endpoints[_ENDPOINT], entry.endpoints.get(_TLS) == "1")
+        stub = self._stubs.get(key)
         if stub is None:
-            channel = self._channels[address] = grpc.aio.insecure_channel(
-                address, options=[("grpc.max_receive_message_length", 64 << 20)]
-            )
-            stub = self._stubs[address] = query_pb2_grpc.QueryServiceStub(channel)
+            address, tls = key
+            options = [("grpc.max_receive_message_length", 64 << 20)]
+            if tls:
+                creds = grpc.ssl_channel_credentials(root_certificates=self._ca)
+                channel = grpc.aio.secure_channel(address, creds, options=options)
+            else:
+                channel = grpc.aio.insecure_channel(address, options=options)
+            self._channels[key] = channel
+            stub = self._stubs[key] = query_pb2_grpc.QueryServiceStub(channel)
         return stub
 
     async def close(self) -> None:
@@ -121,7 +132,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     async def _unary(self, method: str, request: Any, scope: str, tenant: str, context: Any) -> Any:
         last: grpc.aio.AioRpcError | None = None
         for entry in self._targets(tenant):
-            stub = self._stub(entry.endpoints[_ENDPOINT])
+            stub = self._stub(entry)
             try:
                 return await getattr(stub, method)(request, **self._call_options(entry, method, scope, context))
             except grpc.aio.AioRpcError as exc:
@@ -144,7 +155,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         tenant = await self._dataset(request.dataset)
         last: grpc.aio.AioRpcError | None = None
         for entry in self._targets(tenant):
-            stub = self._stub(entry.endpoints[_ENDPOINT])
+            stub = self._stub(entry)
             call = stub.ExecuteQuery(request, **self._call_options(entry, "ExecuteQuery", request.dataset, context))
             sent = False
             try:

@@ -11,12 +11,11 @@ import pytest
 
 from floe import Client, RpcError
 from tests.helpers import ControlPlaneProcess
-from tests.integration.test_tls import pki  # noqa: F401 - the certificates fixture
 
 
 def test_blocking_queries_verify_the_server_and_present_the_client_certificate(
     start_control_plane: Callable[..., ControlPlaneProcess],
-    pki: dict[str, Path],  # noqa: F811 - the fixture imported above
+    pki: dict[str, Path],
 ) -> None:
     cp = start_control_plane(
         "--tls-cert-file", str(pki["server_cert"]), "--tls-key-file", str(pki["server_key"]),

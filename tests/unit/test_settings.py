@@ -354,3 +354,21 @@ def test_bad_bool_and_pairs_are_reported_together() -> None:
     assert "flag (env FLOE_FLAG): 'maybe' is not a boolean" in text
     assert "labels (env FLOE_LABELS)" in text
     assert "count (env FLOE_COUNT)" in text
+
+
+def test_agent_tls_settings_name_what_is_missing_or_unreadable(tmp_path: Path) -> None:
+    from agents.runtime.settings import AgentSettings
+
+    cert = tmp_path / "cert.pem"
+    cert.write_text("x")
+    with pytest.raises(ConfigError) as exc:
+        AgentSettings(
+            config_mode="local-only",
+            listen_tls_cert_file=cert,
+            receiver_ca_file=tmp_path / "missing.pem",
+            query_advertise="no-port",
+        )
+    text = "\n".join(problems_of(exc))
+    assert "listen_tls_cert_file / listen_tls_key_file: set both" in text
+    assert f"receiver_ca_file: {tmp_path / 'missing.pem'} is not a readable file" in text
+    assert "query_advertise: 'no-port' is not host:port" in text
