@@ -33,6 +33,15 @@ class ControlPlaneSettings:
     refresh_token_ttl: float = setting(7 * 86400.0, "Lifetime of refresh tokens (sign-in sessions).", kind="duration")
     auth_failure_burst: int = setting(20, "Failed authentications allowed at once per client address.")
     auth_failure_rate: float = setting(1.0, "Failed authentications refilled per second per client address.")
+    lease_retention: float = setting(
+        7 * 86400.0,
+        "How long finished work leases are kept (a raw object uploaded again within it is not processed "
+        "twice); 0 keeps them forever.",
+        kind="duration",
+    )
+    housekeeping_interval: float = setting(
+        3600.0, "How often old leases and ended sign-in sessions are deleted from the store.", kind="duration"
+    )
     key_recheck_interval: float = setting(
         5.0,
         "How often a cached API key is re-read from the store (revocation on other replicas).",
@@ -81,9 +90,12 @@ class ControlPlaneSettings:
             "agent_heartbeat_interval",
             "agent_health_interval",
             "agent_connect_rate",
+            "housekeeping_interval",
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"{name}: must be greater than zero")
+        if self.lease_retention < 0:
+            problems.append("lease_retention: must be >= 0 (0 keeps finished leases forever)")
         if self.auth_failure_burst < 1 or self.auth_failure_rate <= 0:
             problems.append("auth_failure_burst / auth_failure_rate: must be positive")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):

@@ -31,6 +31,7 @@ from control_plane.config import ControlPlaneSettings
 from control_plane.fleet.registry import AgentRegistry
 from control_plane.fleet.service import AgentServicer, FleetServicer, WorkServicer
 from control_plane.grpcweb import GrpcWebBridge
+from control_plane.housekeeping import Housekeeper
 from control_plane.http import DEFAULT_WEB_DIR, build_http_app
 from control_plane.reflection import ReflectionPool
 from control_plane.rpc import Registrar
@@ -105,6 +106,9 @@ class ControlPlane:
         self._server: grpc.aio.Server | None = None
         self._http: web.AppRunner | None = None
         self._grpcweb = GrpcWebBridge()
+        self._housekeeper = Housekeeper(
+            self.store, lease_retention=settings.lease_retention, interval=settings.housekeeping_interval
+        )
         self._health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         self._ready = False
 
@@ -126,6 +130,7 @@ class ControlPlane:
         )
         await self.fleet.start()
         self.authenticator.on_revoke.append(self.fleet.close_key)
+        self._housekeeper.start()
 
         opts = [
             ("grpc.max_receive_message_length", s.max_message_bytes),
@@ -248,6 +253,7 @@ class ControlPlane:
             await self._http.cleanup()
             self._http = None
         await self._grpcweb.close()
+        await self._housekeeper.stop()
         await self.store.close()
         log.info("Control plane stopped")
 

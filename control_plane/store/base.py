@@ -128,6 +128,13 @@ class Store(Protocol):
     async def finish_lease(self, item: str, holder: str, generation: int, *, done: bool) -> None:
         """End a lease, marking the item done or released; Aborted if not held by the caller."""
 
+    async def prune_leases(self, before_ns: int, limit: int) -> int:
+        """Forget up to ``limit`` finished (done or released) leases last changed before
+        ``before_ns``; held ones are never touched. Returns how many were deleted."""
+
+    async def prune_sessions(self, before_ns: int) -> int:
+        """Delete sign-in sessions that expired or were revoked before ``before_ns``."""
+
 
 def open_store(url: str, data_dir: Path) -> Store:
     """Build the store for ``url``.

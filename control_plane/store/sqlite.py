@@ -302,6 +302,30 @@ class SqliteStore:
         async with self._tx_lock:
             await self._write(run)
 
+    async def prune_leases(self, before_ns: int, limit: int) -> int:
+        def run(c: sqlite3.Connection) -> int:
+            # One statement (autocommit): atomic against claims on the writer thread. The
+            # (state, update_time) index finds the rows.
+            cursor = c.execute(
+                "DELETE FROM leases WHERE item IN (SELECT item FROM leases WHERE state IN ('done', 'released') "
+                "AND update_time < ? LIMIT ?)",
+                (before_ns, limit),
+            )
+            return cursor.rowcount
+
+        async with self._tx_lock:
+            return await self._write(run)
+
+    async def prune_sessions(self, before_ns: int) -> int:
+        def run(c: sqlite3.Connection) -> int:
+            cursor = c.execute(
+                "DELETE FROM sessions WHERE expire_time < ? OR (revoke_time != 0 AND revoke_time < ?)",
+                (before_ns, before_ns),
+            )
+            return cursor.rowcount
+
+        return await self._write(run)
+
     async def create_session(self, session: Session) -> None:
         await self._write(
             lambda c: c.execute(
