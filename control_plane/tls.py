@@ -11,6 +11,7 @@ import ssl
 import grpc
 
 from control_plane.config import ControlPlaneSettings
+from floe.tls import server_context
 
 __all__ = ["grpc_server_credentials", "http_ssl_context"]
 
@@ -27,7 +28,4 @@ def grpc_server_credentials(s: ControlPlaneSettings) -> grpc.ServerCredentials |
 def http_ssl_context(s: ControlPlaneSettings) -> ssl.SSLContext | None:
     if s.tls_cert_file is None or s.tls_key_file is None:
         return None
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(s.tls_cert_file, s.tls_key_file)
-    return ctx
+    return server_context(s.tls_cert_file, s.tls_key_file)

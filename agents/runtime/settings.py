@@ -140,11 +140,12 @@ class AgentSettings:
             problems.append(f"config_mode: {self.config_mode!r} is not one of {', '.join(MODES)}")
         if self.agent_name and not re.fullmatch(r"[a-z][a-z0-9-]{0,61}[a-z0-9]", self.agent_name):
             problems.append(f"agent_name: {self.agent_name!r} must be 2-63 lowercase letters, digits or '-'")
-        if self.api_listen:
-            try:
-                parse_host_port(self.api_listen)
-            except ValueError as exc:
-                problems.append(f"api_listen: {exc}")
+        for name in ("api_listen", "query_advertise"):  # optional addresses
+            if getattr(self, name):
+                try:
+                    parse_host_port(getattr(self, name))
+                except ValueError as exc:
+                    problems.append(f"{name}: {exc}")
         if self.config_mode != "local-only" and not (self.api_key or self.api_key_file):
             problems.append("api_key / api_key_file: an agent key is required unless config_mode is local-only")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
@@ -155,11 +156,6 @@ class AgentSettings:
             path = getattr(self, name)
             if path is not None and not path.is_file():
                 problems.append(f"{name}: {path} is not a readable file")
-        if self.query_advertise:
-            try:
-                parse_host_port(self.query_advertise)
-            except ValueError as exc:
-                problems.append(f"query_advertise: {exc}")
         if self.compression not in ("zstd", "gzip"):
             problems.append(f"compression: {self.compression!r} must be zstd or gzip")
         if self.ack not in ("disk", "memory"):

@@ -16,6 +16,7 @@ import grpc
 
 from agents.runtime.settings import AgentSettings
 from floe.settings import parse_host_port
+from floe.tls import server_context
 
 __all__ = ["advertised_address", "client_ssl_context", "grpc_server_credentials", "server_ssl_context"]
 
@@ -24,10 +25,7 @@ def server_ssl_context(s: AgentSettings) -> ssl.SSLContext | None:
     """The HTTP listeners' context; None for plaintext."""
     if s.listen_tls_cert_file is None or s.listen_tls_key_file is None:
         return None
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(s.listen_tls_cert_file, s.listen_tls_key_file)
-    return ctx
+    return server_context(s.listen_tls_cert_file, s.listen_tls_key_file)
 
 
 def grpc_server_credentials(s: AgentSettings) -> grpc.ServerCredentials | None:
