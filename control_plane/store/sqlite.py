@@ -105,6 +105,13 @@ class SqliteStore:
         return await self._read(fn)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on the write connection, never inside another caller's open transaction
+        (whose rollback would undo it): it waits for that transaction to end."""
+        async with self._tx_lock:
+            return await self._on_writer(fn)
+
+    async def _on_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on the write connection as it is: only for the transaction holding ``_tx_lock``."""
         assert self._write_conn is not None, "store is not open"
         conn = self._write_conn
         loop = asyncio.get_running_loop()
@@ -205,15 +212,15 @@ class SqliteStore:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         async with self._tx_lock:
-            await self._write(lambda c: c.execute("BEGIN IMMEDIATE"))
+            await self._on_writer(lambda c: c.execute("BEGIN IMMEDIATE"))
             tx = _SqliteTransaction(self)
             try:
                 yield tx
             except BaseException:
-                await asyncio.shield(self._write(lambda c: c.execute("ROLLBACK")))
+                await asyncio.shield(self._on_writer(lambda c: c.execute("ROLLBACK")))
                 raise
             else:
-                await asyncio.shield(self._write(lambda c: c.execute("COMMIT")))
+                await asyncio.shield(self._on_writer(lambda c: c.execute("COMMIT")))
         if tx.changed:
             self._notify(frozenset(tx.changed))
 
@@ -256,8 +263,7 @@ class SqliteStore:
                 raise
             return won, done
 
-        async with self._tx_lock:
-            return await self._write(run)
+        return await self._write(run)
 
     def _held(self, c: sqlite3.Connection, item: str, holder: str, generation: int, now: int) -> None:
         row = c.execute("SELECT holder, generation, expire_time, state FROM leases WHERE item = ?", (item,)).fetchone()
@@ -281,8 +287,7 @@ class SqliteStore:
                 raise
             return Lease(item, holder, generation, now + ttl_ns)
 
-        async with self._tx_lock:
-            return await self._write(run)
+        return await self._write(run)
 
     async def finish_lease(self, item: str, holder: str, generation: int, *, done: bool) -> None:
         def run(c: sqlite3.Connection) -> None:
@@ -299,8 +304,7 @@ class SqliteStore:
                 c.execute("ROLLBACK")
                 raise
 
-        async with self._tx_lock:
-            await self._write(run)
+        await self._write(run)
 
     async def prune_leases(self, before_ns: int, limit: int) -> int:
         def run(c: sqlite3.Connection) -> int:
@@ -313,8 +317,7 @@ class SqliteStore:
             )
             return cursor.rowcount
 
-        async with self._tx_lock:
-            return await self._write(run)
+        return await self._write(run)
 
     async def prune_sessions(self, before_ns: int) -> int:
         def run(c: sqlite3.Connection) -> int:
@@ -374,7 +377,7 @@ class _SqliteTransaction:
         self.changed: set[str] = set()
 
     async def get(self, name: str) -> Record | None:
-        row = await self._store._write(
+        row = await self._store._on_writer(
             lambda c: c.execute(f"SELECT {_COLUMNS} FROM resources WHERE name = ?", (name,)).fetchone()
         )
         return _record(row) if row else None
@@ -386,7 +389,7 @@ class _SqliteTransaction:
         else:
             sql = f"SELECT {_COLUMNS} FROM resources WHERE collection = ? AND parent = ? ORDER BY name"
             args = (collection, parent)
-        rows = await self._store._write(lambda c: c.execute(sql, args).fetchall())
+        rows = await self._store._on_writer(lambda c: c.execute(sql, args).fetchall())
         return [_record(r) for r in rows]
 
     async def create(
@@ -407,7 +410,7 @@ class _SqliteTransaction:
                 c.execute("INSERT INTO credentials (name, hash) VALUES (?, ?)", (name, credential))
             return Record(name, collection, parent, body, 1, now, now)
 
-        record = await self._store._write(run)
+        record = await self._store._on_writer(run)
         self.changed.add(collection)
         return record
 
@@ -439,7 +442,7 @@ class _SqliteTransaction:
                 current.last_used_time,
             )
 
-        record = await self._store._write(run)
+        record = await self._store._on_writer(run)
         self.changed.add(record.collection)
         return record
 
@@ -453,10 +456,10 @@ class _SqliteTransaction:
             c.execute("DELETE FROM resources WHERE name = ?", (name,))
             return str(row[1])
 
-        self.changed.add(await self._store._write(run))
+        self.changed.add(await self._store._on_writer(run))
 
     async def delete_children(self, collection: str, parent: str) -> int:
-        cur = await self._store._write(
+        cur = await self._store._on_writer(
             lambda c: c.execute("DELETE FROM resources WHERE collection = ? AND parent = ?", (collection, parent))
         )
         if cur.rowcount:
@@ -464,7 +467,7 @@ class _SqliteTransaction:
         return int(cur.rowcount)
 
     async def set_credential(self, name: str, credential: str) -> None:
-        await self._store._write(
+        await self._store._on_writer(
             lambda c: c.execute(
                 "INSERT INTO credentials (name, hash) VALUES (?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET hash = excluded.hash",

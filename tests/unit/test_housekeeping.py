@@ -108,3 +108,40 @@ def test_a_control_plane_runs_housekeeping_by_itself(start_control_plane: Callab
         return float(line.split()[-1])
 
     assert pruned() >= 1
+
+
+def test_a_write_waits_for_an_open_transaction_instead_of_joining_it(tmp_path: Path) -> None:
+    """Single writes (sessions, leases, pruning) share the write connection with transactions: a
+    write issued while another caller's transaction is open must not be undone by its rollback."""
+
+    async def main() -> None:
+        store = open_store("sqlite:///cp.db", tmp_path)
+        await store.open()
+        opened, write_issued = asyncio.Event(), asyncio.Event()
+
+        async def failing_transaction() -> None:
+            try:
+                async with store.transaction() as tx:
+                    await tx.create("tenants/doomed", "tenants", "", b"{}")
+                    opened.set()
+                    await write_issued.wait()
+                    await asyncio.sleep(0.05)  # the write would run now if it did not wait
+                    raise RuntimeError("roll back")
+            except RuntimeError:
+                pass
+
+        async def write_meanwhile() -> None:
+            await opened.wait()
+            now = time.time_ns()
+            pending = asyncio.ensure_future(store.create_session(Session("s1", "users/ann", "h", now, now + HOUR, 0)))
+            write_issued.set()
+            await pending
+
+        try:
+            await asyncio.gather(failing_transaction(), write_meanwhile())
+            assert await store.get("tenants/doomed") is None
+            assert await store.get_session("s1") is not None
+        finally:
+            await store.close()
+
+    asyncio.run(main())
