@@ -15,13 +15,13 @@ used again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
 from prometheus_client import Counter
 
 from control_plane.store import Store
+from floe.aio import cancel
 
 __all__ = ["Housekeeper"]
 
@@ -43,11 +43,8 @@ class Housekeeper:
         self._task = asyncio.create_task(self._run(), name="control-plane-housekeeping")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -16,7 +16,7 @@ from agents.runtime.health import HealthBoard
 from agents.runtime.settings import AgentSettings
 from agents.runtime.spool import BatchState, Spool
 from agents.runtime.subscriber import SubscriberRole
-from agents.runtime.tls import client_ssl_context
+from floe.tls import client_context
 from floe.v1 import agent_pb2
 
 __all__ = ["ProxyRole"]
@@ -77,7 +77,7 @@ class ProxyRole(SubscriberRole):
             retry_attempts=s.retry_attempts,
             retry_interval=s.retry_interval,
             cleanup_interval=s.cleanup_interval,
-            ssl_context=client_ssl_context(s.receiver_ca_file),
+            ssl_context=client_context(s.receiver_ca_file),
         )
         await self.forwarder.start()
         self.batcher = Batcher(

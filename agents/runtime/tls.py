@@ -18,7 +18,7 @@ from agents.runtime.settings import AgentSettings
 from floe.settings import parse_host_port
 from floe.tls import server_context
 
-__all__ = ["advertised_address", "client_ssl_context", "grpc_server_credentials", "server_ssl_context"]
+__all__ = ["advertised_address", "grpc_server_credentials", "server_ssl_context"]
 
 
 def server_ssl_context(s: AgentSettings) -> ssl.SSLContext | None:
@@ -33,16 +33,6 @@ def grpc_server_credentials(s: AgentSettings) -> grpc.ServerCredentials | None:
     if s.listen_tls_cert_file is None or s.listen_tls_key_file is None:
         return None
     return grpc.ssl_server_credentials([(s.listen_tls_key_file.read_bytes(), s.listen_tls_cert_file.read_bytes())])
-
-
-def client_ssl_context(ca_file: object | None) -> ssl.SSLContext | bool:
-    """What an HTTP client verifies servers with: ``ca_file`` when given, else the system's CAs
-    (``True``, aiohttp's default). Never unverified."""
-    if ca_file is None:
-        return True
-    ctx = ssl.create_default_context(cafile=str(ca_file))
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    return ctx
 
 
 def _unspecified(host: str) -> bool:

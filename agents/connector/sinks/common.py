@@ -9,7 +9,6 @@ bodies in DuckDB; sinks only frame, send and interpret the answer.
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -18,6 +17,7 @@ import aiohttp
 
 from agents.connector.spec import JobSpec
 from floe.backoff import Backoff
+from floe.tls import client_context
 
 __all__ = [
     "DeliveryError",
@@ -105,11 +105,8 @@ class HttpSink:
 
     def __init__(self, spec: JobSpec, *, ca_file: str = "", timeout: float = 60.0) -> None:
         self.spec = spec
-        context: ssl.SSLContext | bool = True
-        if ca_file:
-            context = ssl.create_default_context(cafile=ca_file)
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=context, limit=8),
+            connector=aiohttp.TCPConnector(ssl=client_context(ca_file), limit=8),
             timeout=aiohttp.ClientTimeout(total=timeout),
             auto_decompress=True,
         )
