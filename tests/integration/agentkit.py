@@ -15,10 +15,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from floe.v1 import datasets_pb2
 from tests.helpers import ROOT
 
-__all__ = ["AgentProcess", "free_port", "healthz_component", "http_get", "send_udp", "udp_dataset"]
+__all__ = ["AgentProcess", "free_port", "healthz_component", "http_get", "send_udp", "stored_messages", "udp_dataset"]
 
 # No proxy from the environment may sit between the tests and loopback.
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -32,6 +34,17 @@ def http_get(address: str, path: str, timeout: float = 5.0) -> tuple[int, Any]:
     except urllib.error.HTTPError as exc:
         with exc:
             return exc.code, json.loads(exc.read())
+
+
+def stored_messages(root: Path, tenant: str) -> list[str]:
+    """The ``message`` of every record in ``tenant``'s raw zstd NDJSON objects under ``root``
+    (an intake store directory)."""
+    messages = []
+    for path in (root / tenant).rglob("*.zst"):
+        with pa.CompressedInputStream(pa.BufferReader(path.read_bytes()), "zstd") as stream:
+            body = bytes(stream.read())
+        messages += [json.loads(line)["message"] for line in body.splitlines() if line.strip()]
+    return messages
 
 
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
@@ -191,6 +204,13 @@ class AgentProcess:
         status, body = http_get(self.api, "/healthz")
         assert status == 200, (status, body)
         return dict(body)
+
+    def component(self, name: str) -> dict[str, Any]:
+        """The health component ``name`` from /healthz (AssertionError when there is none)."""
+        for comp in self.healthz()["health"].get("components", []):
+            if comp["name"] == name:
+                return dict(comp)
+        raise AssertionError(f"no health component {name!r}")
 
     def readyz(self) -> int:
         return http_get(self.api, "/readyz")[0]

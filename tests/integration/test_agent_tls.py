@@ -16,8 +16,7 @@ from agents.runtime.tls import advertised_address
 from floe import Client, RpcError
 from floe.v1 import common_pb2, datasets_pb2, keys_pb2
 from tests.helpers import ControlPlaneProcess, eventually
-from tests.integration.agentkit import AgentProcess, free_port, send_udp, udp_dataset
-from tests.integration.test_proxy_receiver import _component, _stored_messages
+from tests.integration.agentkit import AgentProcess, free_port, send_udp, stored_messages, udp_dataset
 from tests.integration.test_query_service import write_hour
 
 
@@ -90,15 +89,15 @@ def test_receiver_serves_tls_and_a_proxy_delivers_only_to_a_receiver_it_verifies
             "--retry-interval", "1s", control_url=control_plane.grpc, key=key,
         ).start()  # fmt: skip
         started.append(bad)
-        eventually(lambda: _component(good, f"source/tenants/{tenant}/datasets/fw"), timeout=20)
-        eventually(lambda: _component(bad, f"source/tenants/{tenant}/datasets/other"), timeout=20)
+        eventually(lambda: good.component(f"source/tenants/{tenant}/datasets/fw"), timeout=20)
+        eventually(lambda: bad.component(f"source/tenants/{tenant}/datasets/other"), timeout=20)
         for i in range(20):
             send_udp(ports[trusting], f"<13>1 2026-12-07T10:00:00Z host app - - - verified {i}".encode())
             send_udp(ports[untrusting], f"<13>1 2026-12-07T10:00:00Z host app - - - unverified {i}".encode())
-        eventually(lambda: len([m for m in _stored_messages(store, tenant) if m.startswith("verified")]) == 20)
-        assert eventually(lambda: _component(bad, "forwarder")["status"] == "HEALTH_STATUS_DEGRADED", timeout=20)
-        assert "certificate" in str(_component(bad, "forwarder").get("message", "")).lower()
-        assert not [m for m in _stored_messages(store, tenant) if m.startswith("unverified")]
+        eventually(lambda: len([m for m in stored_messages(store, tenant) if m.startswith("verified")]) == 20)
+        assert eventually(lambda: bad.component("forwarder")["status"] == "HEALTH_STATUS_DEGRADED", timeout=20)
+        assert "certificate" in str(bad.component("forwarder").get("message", "")).lower()
+        assert not [m for m in stored_messages(store, tenant) if m.startswith("unverified")]
     finally:
         for agent in started:
             agent.kill()

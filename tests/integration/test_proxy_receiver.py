@@ -3,30 +3,14 @@ waits in its spool, and once the receiver is back every record is stored exactly
 
 from __future__ import annotations
 
-import json
 import socket
 from collections.abc import Callable
 from pathlib import Path
 
-import pyarrow as pa
-
 from floe import Client
 from floe.v1 import common_pb2, datasets_pb2, keys_pb2
 from tests.helpers import ControlPlaneProcess, eventually
-from tests.integration.agentkit import AgentProcess, free_port
-
-
-def _stored_messages(root: Path, tenant: str) -> list[str]:
-    messages = []
-    for path in (root / tenant).rglob("*.zst"):
-        with pa.CompressedInputStream(pa.BufferReader(path.read_bytes()), "zstd") as stream:
-            body = bytes(stream.read())
-        messages += [json.loads(line)["message"] for line in body.splitlines() if line.strip()]
-    return messages
-
-
-def _component(agent: AgentProcess, name: str) -> dict[str, object]:
-    return next(c for c in agent.healthz()["health"]["components"] if c["name"] == name)
+from tests.integration.agentkit import AgentProcess, free_port, stored_messages
 
 
 def test_receiver_outage_spools_then_delivers_everything_once(
@@ -57,7 +41,7 @@ def test_receiver_outage_spools_then_delivers_everything_once(
     receiver.start()
     proxy.start()
     try:
-        eventually(lambda: _component(proxy, f"source/tenants/{tenant}/datasets/fw"), timeout=20)
+        eventually(lambda: proxy.component(f"source/tenants/{tenant}/datasets/fw"), timeout=20)
 
         def send(first: int, count: int) -> None:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -65,18 +49,18 @@ def test_receiver_outage_spools_then_delivers_everything_once(
                     sock.sendto(f"<13>1 2026-11-23T10:00:00Z host app - - - line {i}".encode(), ("127.0.0.1", udp_port))
 
         send(0, 100)
-        eventually(lambda: len(_stored_messages(store, tenant)) == 100, timeout=30)
+        eventually(lambda: len(stored_messages(store, tenant)) == 100, timeout=30)
 
         receiver.stop()
         send(100, 300)  # while the receiver is away
-        eventually(lambda: int(str(_component(proxy, "spool").get("backlog", 0))) > 0, timeout=20)
-        assert eventually(lambda: _component(proxy, "forwarder")["status"] == "HEALTH_STATUS_DEGRADED", timeout=20)
-        assert len(_stored_messages(store, tenant)) == 100
+        eventually(lambda: int(str(proxy.component("spool").get("backlog", 0))) > 0, timeout=20)
+        assert eventually(lambda: proxy.component("forwarder")["status"] == "HEALTH_STATUS_DEGRADED", timeout=20)
+        assert len(stored_messages(store, tenant)) == 100
 
         receiver.start()
-        eventually(lambda: len(_stored_messages(store, tenant)) >= 400, timeout=60)
-        eventually(lambda: int(str(_component(proxy, "spool").get("backlog", 0))) == 0, timeout=30)
-        messages = _stored_messages(store, tenant)
+        eventually(lambda: len(stored_messages(store, tenant)) >= 400, timeout=60)
+        eventually(lambda: int(str(proxy.component("spool").get("backlog", 0))) == 0, timeout=30)
+        messages = stored_messages(store, tenant)
         assert sorted(messages) == sorted(f"line {i}" for i in range(400))  # each exactly once
     finally:
         proxy.stop()

@@ -76,16 +76,9 @@ def expected_key(tenant: str, dataset: str, batch_id: str, created_ns: int, *, h
     return f"{tenant}/{dataset}/{tenant}--{dataset}--{nanos}--{hint}.{ext}"
 
 
-def component(agent: AgentProcess, name: str) -> dict[str, Any]:
-    for comp in agent.healthz()["health"].get("components", []):
-        if comp["name"] == name:
-            return dict(comp)
-    raise AssertionError(f"no health component {name!r}")
-
-
 def figure(agent: AgentProcess, name: str, field: str) -> int:
     """A counter of a health component (proto JSON omits zeros and writes int64 as strings)."""
-    return int(component(agent, name).get(field, 0))
+    return int(agent.component(name).get(field, 0))
 
 
 @dataclass
@@ -226,7 +219,7 @@ def test_refusals_have_exact_status_and_json_body(site: Site, uid: Callable[[str
     doc_text, code = out.stdout.decode().rsplit("\n", 1)
     assert code == "401" and json.loads(doc_text)["error"]["code"] == "invalid_key"
 
-    dropped = component(rcv, "ingest")["dropped"]
+    dropped = rcv.component("ingest")["dropped"]
     assert int(dropped["invalid_key"]) >= 4 and int(dropped["unknown_tenant"]) == 1
     assert not objects(site.tmp / "objects", suspended)
 
@@ -300,7 +293,7 @@ def test_good_batches_land_in_the_store_with_their_names_and_metadata(site: Site
     eventually(lambda: figure(rcv, "upload", "events_out") >= 5 and figure(rcv, "spool", "backlog") == 0)
     assert len(objects(root, t)) == len(found)
 
-    upload = component(rcv, "upload")
+    upload = rcv.component("upload")
     assert upload["status"] == "HEALTH_STATUS_HEALTHY" and int(upload["bytes_out"]) > 0
     assert figure(rcv, "ingest", "events_in") >= 5
 

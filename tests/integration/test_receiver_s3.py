@@ -22,7 +22,7 @@ from botocore.config import Config
 
 from tests.helpers import eventually
 from tests.integration.s3server import S3Server, s3_server
-from tests.integration.test_receiver_ingest import Site, component, expected_key, figure, post, site
+from tests.integration.test_receiver_ingest import Site, expected_key, figure, post, site
 
 __all__ = ["s3_server", "site"]  # fixtures, imported so pytest finds them
 
@@ -182,7 +182,7 @@ def test_s3_outage_fills_the_spool_then_drains(site: Site, s3_server: S3Server, 
     assert len(acked) == 6, acked
 
     def degraded() -> dict[str, Any]:
-        up = component(rcv, "upload")
+        up = rcv.component("upload")
         return up if up["status"] == "HEALTH_STATUS_DEGRADED" and int(up.get("errors", 0)) > 0 else {}
 
     up = eventually(degraded, timeout=20)
@@ -193,7 +193,7 @@ def test_s3_outage_fills_the_spool_then_drains(site: Site, s3_server: S3Server, 
     relay.up()
     eventually(lambda: len(s3_keys(client, f"{prefix}/")) == 7, timeout=30)
     eventually(lambda: figure(rcv, "spool", "backlog") == 0, timeout=10)
-    eventually(lambda: component(rcv, "upload")["status"] == "HEALTH_STATUS_HEALTHY", timeout=10)
+    eventually(lambda: rcv.component("upload")["status"] == "HEALTH_STATUS_HEALTHY", timeout=10)
     assert post(hook, f"/{site.tenant}/logs", body, site.auth())[0] == 200
     stored = {client.head_object(Bucket=BUCKET, Key=k)["Metadata"]["batch-id"] for k in s3_keys(client, f"{prefix}/")}
     assert set(acked) <= stored
