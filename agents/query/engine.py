@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import duckdb
 import grpc
 import pyarrow as pa
+import pyarrow.parquet as pq
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
 from agents.packer.schema import unified_schema
@@ -63,6 +64,8 @@ _IDLE_EXTRA = 2
 _IDLE_SECONDS = 300.0
 #: File sets whose column types are remembered; guard verdicts remembered.
 _TYPE_CACHE = 1024
+#: Files whose footer schema is remembered (a few kB each; files never change under one name).
+_FOOTER_CACHE = 50_000
 _CHECK_CACHE = 1024
 #: How long a dataset's file listing is reused (seconds). Packers only add files, so a listing
 #: this old misses at most the newest few seconds of data.
@@ -228,7 +231,9 @@ class Engine:
         self._slots = asyncio.Semaphore(limits.max_concurrent)
         self._pool = ThreadPoolExecutor(max_workers=limits.max_concurrent + 1, thread_name_prefix="query")
         self._footers: dict[tuple[str, str], pa.Schema] = {}
-        self._types: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+        #: Per file set: its columns and types, and whether the files' schemas differ (the view
+        #: then matches columns by name, which costs ~1 ms per query even with footers cached).
+        self._types: dict[tuple[tuple[str, str], ...], tuple[dict[str, str], bool]] = {}
         self._checked: dict[tuple[str, str, bool], CheckedSQL] = {}
         self._listings: dict[tuple[str, str], tuple[float, list[ParquetFile]]] = {}
         self._databases = DatabasePool(
@@ -317,15 +322,9 @@ class Engine:
     def _arrow_dataset(self, tenant: str, dataset: str, files: list[ParquetFile]) -> Any:
         """A pyarrow dataset over S3 files, its schema the union of their footers (cached)."""
         import pyarrow.dataset as ds
-        import pyarrow.parquet as pq
 
         fs = self._filesystem()
-        schemas = []
-        for f in files:
-            cached = self._footers.get((f.key, f.etag))
-            if cached is None:
-                cached = self._footers[(f.key, f.etag)] = pq.read_schema(self._s3_path(f.key), filesystem=fs)
-            schemas.append(cached)
+        schemas = [self._footer(f, self._s3_path(f.key), fs) for f in files]
         data = unified_schema(schemas)
         schema = pa.schema([*[x for x in data if x.name not in _PARTITION_SCHEMA.names], *_PARTITION_SCHEMA])
         base = self._s3_path(parquet_prefix(tenant, dataset)).rstrip("/")
@@ -337,6 +336,29 @@ class Engine:
             partitioning=ds.partitioning(_PARTITION_SCHEMA, flavor="hive"),
             partition_base_dir=base,
         )
+
+    def _footer(self, f: ParquetFile, path: str | Path, filesystem: Any = None) -> pa.Schema:
+        """``f``'s schema as in its footer (read from ``path`` the first time)."""
+        key = (f.key, f.etag)
+        schema = self._footers.get(key)
+        if schema is None:
+            if len(self._footers) >= _FOOTER_CACHE:
+                self._footers.clear()
+            schema = self._footers[key] = pq.read_schema(path, filesystem=filesystem)
+        return schema
+
+    def _local_types(self, files: list[ParquetFile]) -> tuple[dict[str, str] | None, bool]:
+        """The file set's remembered types (None: not yet known) and whether its files'
+        schemas differ."""
+        known = self._types.get(tuple((f.key, f.etag) for f in files))
+        if known is not None:
+            return known
+        assert isinstance(self.store, LocalStore)
+        try:
+            schemas = [self._footer(f, self.store.root / f.key) for f in files]
+        except (OSError, pa.ArrowException):
+            return None, True  # DuckDB reads it next and says what is wrong in its own words
+        return None, any(not s.equals(schemas[0]) for s in schemas[1:])
 
     def _open(
         self, tenant: str, dataset: str, files: list[ParquetFile], chosen: list[ParquetFile], when: TimeRange
@@ -357,12 +379,12 @@ class Engine:
             if isinstance(self.store, LocalStore):
                 directory = self.store.root / parquet_prefix(tenant, dataset)
                 paths = [self.store.root / f.key for f in use]
-                key = tuple((f.key, f.etag) for f in use)
-                session.attach_local(dataset, directory, paths, when, empty=not chosen, types=self._types.get(key))
-                if key not in self._types:
+                types, mixed = self._local_types(use)
+                session.attach_local(dataset, directory, paths, when, empty=not chosen, types=types, by_name=mixed)
+                if types is None:
                     if len(self._types) >= _TYPE_CACHE:
                         self._types.clear()
-                    self._types[key] = session.types
+                    self._types[tuple((f.key, f.etag) for f in use)] = (session.types, mixed)
             else:
                 session.attach_arrow(dataset, self._arrow_dataset(tenant, dataset, use), when, empty=not chosen)
         except BaseException:

@@ -185,14 +185,18 @@ class Session:
         *,
         empty: bool,
         types: dict[str, str] | None = None,
+        by_name: bool = True,
     ) -> None:
         """The view over local files (all under ``directory``); ``empty`` keeps columns, no rows.
         ``types`` (the files' columns, from an earlier query over the same files) saves reading
-        the footers again. The view is kept in the database: the dataset's next query over the
+        the footers again. ``by_name`` matches columns across files by name (needed when their
+        schemas differ; off, DuckDB takes the first file's schema for all).
+        The view is kept in the database: the dataset's next query over the
         same files uses it as it is, whatever its time range (creating it reads every footer)."""
         self.database.lock(str(directory) + "/")
         files = ", ".join(_literal(str(p)) for p in paths)
-        source = f"read_parquet([{files}], hive_partitioning=true, hive_types_autocast=false, union_by_name=true)"
+        union = ", union_by_name=true" if by_name else ""
+        source = f"read_parquet([{files}], hive_partitioning=true, hive_types_autocast=false{union})"
         key = (table, source, when.start is not None, when.end is not None, empty)
         kept = self.database.view
         if kept is not None and kept[0] == key:
