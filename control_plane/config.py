@@ -64,6 +64,13 @@ class ControlPlaneSettings:
     query_ca_file: Path | None = setting(
         None, "CA bundle to verify query agents that serve TLS (listen_tls_cert_file); default the system's CAs."
     )
+    query_grant_ttl: float = setting(
+        300.0,
+        "Lifetime of query grants, which let SDK clients send a dataset's queries straight to a query agent "
+        "(its query port must be reachable from them); a grant outlives a revoked key by at most this. "
+        "0 issues none: every query goes through the control plane. At most 1h.",
+        kind="duration",
+    )
     web_dir: Path | None = setting(
         None,
         "Built dashboard served at / on the HTTP port; default web/dist beside the control_plane package.",
@@ -94,6 +101,8 @@ class ControlPlaneSettings:
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"{name}: must be greater than zero")
+        if not 0 <= self.query_grant_ttl <= 3600:
+            problems.append("query_grant_ttl: must be between 0 (no grants) and 1h")
         if self.lease_retention < 0:
             problems.append("lease_retention: must be >= 0 (0 keeps finished leases forever)")
         if self.auth_failure_burst < 1 or self.auth_failure_rate <= 0:

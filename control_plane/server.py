@@ -166,7 +166,8 @@ class ControlPlane:
         agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(self.fleet, connects), api)
         fleet_pb2_grpc.add_FleetServiceServicer_to_server(FleetServicer(self.fleet), api)
         work_pb2_grpc.add_WorkServiceServicer_to_server(WorkServicer(self.store), api)
-        query_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(self.store, self.fleet, s.query_ca_file), api)
+        query = QueryServicer(self.store, self.fleet, s.query_ca_file, s.query_grant_ttl)
+        query_pb2_grpc.add_QueryServiceServicer_to_server(query, api)
         grpc_health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (

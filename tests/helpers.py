@@ -1,4 +1,5 @@
-"""Test helpers: a real control-plane process on loopback and an ``eventually`` poller."""
+"""Test helpers: a real control-plane process on loopback, an ``eventually`` poller and a reader
+of one sample on a ``/metrics`` page."""
 
 from __future__ import annotations
 
@@ -8,12 +9,40 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def metric_value(address: str, name: str, **labels: str) -> float:
+    """The value of one sample on ``http://address/metrics`` (0 when the series does not exist yet)."""
+    return _metric(f"http://{address}/metrics", None, name, labels)
+
+
+def metric_value_tls(address: str, ca: Path, name: str, **labels: str) -> float:
+    """``metric_value`` over https, verified with ``ca``."""
+    return _metric(f"https://{address}/metrics", ca, name, labels)
+
+
+def _metric(url: str, ca: Path | None, name: str, labels: dict[str, str]) -> float:
+    import ssl
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+    if ca is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=str(ca))))
+    with urllib.request.build_opener(*handlers).open(url, timeout=10) as resp:
+        body = resp.read().decode()
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
 
 
 def eventually(check: Callable[[], T], timeout: float = 10.0, interval: float = 0.05) -> T:

@@ -1,7 +1,8 @@
 """The query agent's gRPC server: ``floe.v1.QueryService`` for calls forwarded by the control plane.
 
 Every call must carry a valid forwarding signature (``forwarding.py``) for exactly the method and
-resource it asks about; without one it is UNAUTHENTICATED whatever else it carries. Datasets are
+resource it asks about, or — ExecuteQuery only — a query grant the control plane issued for the
+dataset; without either it is UNAUTHENTICATED whatever else it carries. Datasets are
 served only when the agent's ``datasets`` config (from the control plane) lists them, so a
 deleted dataset stops being queryable even while its files remain.
 """
@@ -160,6 +161,14 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         except Exception as exc:
             await _abort(context, exc, "GetLimits")
             raise AssertionError("unreachable") from exc
+
+    async def IssueQueryGrant(
+        self, request: query_pb2.IssueQueryGrantRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> query_pb2.IssueQueryGrantResponse:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "Query grants are issued by the control plane, not by query agents."
+        )
+        raise AssertionError("unreachable")
 
 
 async def start_server(

@@ -8,12 +8,14 @@ top-N and a text search (``message LIKE '%...%'``) — three ways, ``--repeat`` 
 - ``duckdb``: plain DuckDB, ``read_parquet`` over the dataset's glob, result fetched as Arrow;
 - ``engine``: the query agent's engine in this process (guard, locked-down session, pruning,
   Arrow IPC chunks), no gRPC;
-- ``service``: a real control plane and ``floe agent query`` process, called through the
-  control plane with the SDK (two gRPC hops, authorization, forwarding signature).
+- ``service``: a real control plane and ``floe agent query`` process, called with the SDK as an
+  application would: straight to the agent under a grant from the control plane (one gRPC hop);
+- ``via-cp``: the same service with ``direct_queries=False``: through the control plane (two
+  gRPC hops, authorization, forwarding signature), as the CLI, grpcurl and the dashboard call it.
 
-The three paths take turns within each repetition, so load from other work on the machine falls
-on all of them alike; a fourth, ``hops``, times a call that does no work (``GetLimits``) along
-the same two gRPC hops, the floor of any call through the control plane. Prints the median and
+The paths take turns within each repetition, so load from other work on the machine falls on all
+of them alike; one more, ``hops``, times a call that does no work (``GetLimits``) along the two
+gRPC hops through the control plane, the floor of any call forwarded by it. Prints the median and
 range in ms, rows/s (rows in the files the query covers / median time) and the ratio to DuckDB,
 plus the service's own elapsed time per call (``in-agent``, from its summary: the difference to
 ``service`` is the two gRPC hops and the SDK). Target (issue 7): service <= 1.15x DuckDB. Both
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import shutil
 import statistics
 import subprocess
@@ -179,6 +182,7 @@ def main() -> int:
                     "duckdb+mc": plain_duckdb(data, args.threads, metadata_cache=True),
                     "engine": engine_path(engine, loop),
                     "service": service.run,
+                    "via-cp": service.forwarded,
                     "hops": service.hops,
                 }
                 results = measure(paths, args.repeat, service, {"engine": engine_settled(engine)})
@@ -211,8 +215,8 @@ def main() -> int:
 def measure(
     paths: dict[str, Runner], repeat: int, service: Service, settle: dict[str, Callable[[], None]]
 ) -> dict[str, dict[str, list[float]]]:
-    """Each query ``repeat`` times on every path, the paths taking turns within a repetition, so
-    load from other work on the machine falls on all of them alike. One warm-up run each first
+    """Each query ``repeat`` times on every path, the paths taking turns within a repetition in a
+    shuffled order, so load from other work on the machine falls on all of them alike. One warm-up run each first
     (page cache, footers, the service's per-dataset database). ``settle[path]`` runs untimed
     after each run of that path."""
     results: dict[str, dict[str, list[float]]] = {}
@@ -222,8 +226,12 @@ def measure(
             run(sql, window)
             settle.get(path, lambda: None)()
         service.inside.clear()
-        for _ in range(repeat):
-            for path, run in paths.items():
+        for rep in range(repeat):
+            # A new order each repetition: a path run right after another that used the same
+            # processes finds them awake, one run after idle pays their wake-up.
+            order = list(paths.items())
+            random.Random(rep).shuffle(order)
+            for path, run in order:
                 t = time.perf_counter()
                 run(sql, window)
                 times[path].append(time.perf_counter() - t)
@@ -234,8 +242,8 @@ def measure(
 
 
 class Service:
-    """A real control plane and ``floe agent query`` process; ``run`` calls it through the
-    control plane with the SDK (two gRPC hops, authorization, forwarding signature)."""
+    """A real control plane and ``floe agent query`` process; ``run`` calls it with the SDK
+    (straight to the agent under a grant), ``forwarded`` through the control plane."""
 
     def __init__(self, work: Path, data: Path, threads: int) -> None:
         self.work = work
@@ -244,6 +252,7 @@ class Service:
         self.server = Server(work / "cp", ["--agent-heartbeat-interval", "2s"])
         self.agent: subprocess.Popen[bytes] | None = None
         self.admin: Client | None = None
+        self.forwarding: Client | None = None
         self.channel: grpc.Channel | None = None
         #: The agent's own elapsed time of each call (from its summary).
         self.inside: list[float] = []
@@ -270,6 +279,9 @@ class Service:
                 "--query-threads", str(self.threads), "--query-memory-limit", "4GiB",
             ]  # fmt: skip
             self.channel = grpc.insecure_channel(self.server.grpc)
+            self.forwarding = Client(
+                self.server.grpc, api_key=self.server.admin_key, retries=0, timeout=600, direct_queries=False
+            )
             log = (self.work / "agent.log").open("wb")
             self.agent = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
             deadline = time.monotonic() + 60
@@ -281,6 +293,13 @@ class Service:
                     if time.monotonic() > deadline or self.agent.poll() is not None:
                         raise
                     time.sleep(0.2)
+            # Queries asked before the agent connected went through the control plane, and the
+            # client does so for a moment after such a refusal: wait until it can go direct.
+            routes = admin.query.routes
+            while routes.route_blocking(f"tenants/{TENANT}/datasets/{DATASET}") is None:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the SDK did not get a query grant")
+                time.sleep(0.2)
         except BaseException:
             self.__exit__()
             raise
@@ -294,6 +313,12 @@ class Service:
         self.inside.append(result.summary.elapsed.ToNanoseconds() / 1e9)
         return result
 
+    def forwarded(self, sql: str, window: tuple[datetime, datetime] | None) -> object:
+        assert self.forwarding is not None
+        return self.forwarding.query.execute(
+            sql, dataset=f"{TENANT}/{DATASET}", start=window[0] if window else None, end=window[1] if window else None
+        )
+
     def hops(self, sql: str, window: tuple[datetime, datetime] | None) -> object:
         """``GetLimits`` through the control plane to the agent: both hops, no query work."""
         from floe.v1 import query_pb2, query_pb2_grpc
@@ -305,8 +330,9 @@ class Service:
     def __exit__(self, *exc: object) -> None:
         if self.channel is not None:
             self.channel.close()
-        if self.admin is not None:
-            self.admin.close()
+        for client in (self.admin, self.forwarding):
+            if client is not None:
+                client.close()
         if self.agent is not None:
             self.agent.terminate()
             self.agent.wait(15)

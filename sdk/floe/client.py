@@ -421,6 +421,8 @@ class AsyncClient:
     ``timeout`` is the deadline of each attempt; UNAVAILABLE is retried ``retries`` times with
     jittered exponential backoff. TLS is used when ``ca_file`` is given (or ``tls=True`` with the
     system roots); ``cert_file``/``key_file`` add a client certificate (mutual TLS).
+    ``direct_queries`` sends ``query.execute``/``stream`` straight to a query agent under a grant
+    from the control plane when it can (``floe.query_direct``); False: always the control plane.
     """
 
     Role = common_pb2.Role
@@ -437,18 +439,20 @@ class AsyncClient:
         ca_file: str | Path | None = None,
         cert_file: str | Path | None = None,
         key_file: str | Path | None = None,
+        direct_queries: bool = True,
     ) -> None:
         self.target = target
         self.timeout = timeout
         self.retries = retries
         credential = api_key or token
         self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {credential}"),) if credential else ()
-        self._options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-        self._credentials = channel_credentials(ca_file, cert_file, key_file) if tls or ca_file or cert_file else None
-        if self._credentials is not None:
-            self._channel = grpc.aio.secure_channel(target, self._credentials, options=self._options)
+        #: Channel options and TLS credentials (None: plaintext) of every channel the client opens.
+        self.options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        self.credentials = channel_credentials(ca_file, cert_file, key_file) if tls or ca_file or cert_file else None
+        if self.credentials is not None:
+            self._channel = grpc.aio.secure_channel(target, self.credentials, options=self.options)
         else:
-            self._channel = grpc.aio.insecure_channel(target, options=self._options)
+            self._channel = grpc.aio.insecure_channel(target, options=self.options)
         self._sync_channel: grpc.Channel | None = None
         self._sync_lock = threading.Lock()
         self.stubs = _Stubs(self._channel)
@@ -465,7 +469,7 @@ class AsyncClient:
         self.exports = ExportsApi(self)
         from floe.query_api import QueryApi  # here: that module builds on this one
 
-        self.query = QueryApi(self)
+        self.query = QueryApi(self, direct_queries)
 
     @property
     def channel(self) -> grpc.aio.Channel:
@@ -476,10 +480,10 @@ class AsyncClient:
         and closed with the client: blocking calls on it skip the hop into the event loop's thread."""
         with self._sync_lock:
             if self._sync_channel is None:
-                if self._credentials is not None:
-                    self._sync_channel = grpc.secure_channel(self.target, self._credentials, options=self._options)
+                if self.credentials is not None:
+                    self._sync_channel = grpc.secure_channel(self.target, self.credentials, options=self.options)
                 else:
-                    self._sync_channel = grpc.insecure_channel(self.target, options=self._options)
+                    self._sync_channel = grpc.insecure_channel(self.target, options=self.options)
             return self._sync_channel
 
     @property
@@ -501,6 +505,7 @@ class AsyncClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def close(self) -> None:
+        await self.query.routes.close()
         with self._sync_lock:
             if self._sync_channel is not None:
                 self._sync_channel.close()

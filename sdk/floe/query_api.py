@@ -11,7 +11,9 @@ yields the raw responses (header, chunks, summary) for results too large to hold
 The blocking ``Client`` wraps ``execute``, ``rows``, ``schema``, ``datasets`` and ``limits``;
 its ``execute`` and ``rows`` call on a synchronous channel from the caller's thread, since a
 query's answer is often a few milliseconds away and the hop into the client's event loop thread
-(and grpc.aio's poller) would add a large part of that again.
+(and grpc.aio's poller) would add a large part of that again. For the same reason queries go
+straight to a query agent under a grant from the control plane when they can
+(``floe.query_direct``; ``AsyncClient(direct_queries=False)`` turns it off).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from google.protobuf import json_format, timestamp_pb2
 from floe.backoff import Backoff
 from floe.client import AsyncClient, _Api, _Blocking, _Loop
 from floe.errors import from_grpc_error
+from floe.query_direct import Routes, falls_back
 from floe.v1 import query_pb2, query_pb2_grpc
 
 __all__ = ["BlockingQueryApi", "QueryApi", "QueryResult", "dataset_name"]
@@ -110,9 +113,11 @@ class _Collector:
 
 
 class QueryApi(_Api):
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: AsyncClient, direct: bool = True) -> None:
         super().__init__(client)
         self._stub = query_pb2_grpc.QueryServiceStub(client.channel)
+        #: Grants and channels for sending queries straight to query agents.
+        self.routes = Routes(client, direct)
 
     def blocking(self, loop: _Loop) -> BlockingQueryApi:
         return BlockingQueryApi(self, loop)
@@ -169,11 +174,28 @@ class QueryApi(_Api):
             question=question,
             single_response=single_response,
         )
-        backoff = Backoff(0.1, 5.0)
         c = self._c
+        deadline = timeout or max(c.timeout, 120.0)
+        route = await self.routes.route(req.dataset)
+        if route is not None:
+            started = False
+            call = self.routes.stub(route).ExecuteQuery(req, metadata=route.metadata, timeout=deadline)
+            try:
+                async for response in call:
+                    started = True
+                    yield response
+                return
+            except grpc.RpcError as exc:
+                err = from_grpc_error(exc)
+                if started or not falls_back(err.code):
+                    raise err from None
+                self.routes.avoid(req.dataset)  # and this query goes through the control plane
+            finally:
+                call.cancel()
+        backoff = Backoff(0.1, 5.0)
         for attempt in range(c.retries + 1):
             started = False
-            call = self._stub.ExecuteQuery(req, metadata=c.metadata, timeout=timeout or max(c.timeout, 120.0))
+            call = self._stub.ExecuteQuery(req, metadata=c.metadata, timeout=deadline)
             try:
                 async for response in call:
                     started = True
@@ -276,12 +298,32 @@ class BlockingQueryApi:
             single_response=True,
         )
         c = self._api._c
+        deadline = timeout or max(c.timeout, 120.0)
+        routes = self._api.routes
+        route = routes.route_blocking(req.dataset)
+        if route is not None:
+            collected = _Collector(json)
+            started = False
+            call = routes.stub_blocking(route).ExecuteQuery(req, metadata=route.metadata, timeout=deadline)
+            try:
+                for response in call:
+                    started = True
+                    if collected.add(response):
+                        break
+                return collected.result()
+            except grpc.RpcError as exc:
+                err = from_grpc_error(exc)
+                if started or not falls_back(err.code):
+                    raise err from None
+                routes.avoid(req.dataset)  # and this query goes through the control plane
+            finally:
+                call.cancel()
         stub = query_pb2_grpc.QueryServiceStub(c.sync_channel())
         backoff = Backoff(0.1, 5.0)
         for attempt in range(c.retries + 1):
             collected = _Collector(json)
             started = False
-            call = stub.ExecuteQuery(req, metadata=c.metadata, timeout=timeout or max(c.timeout, 120.0))
+            call = stub.ExecuteQuery(req, metadata=c.metadata, timeout=deadline)
             try:
                 for response in call:
                     started = True

@@ -23,13 +23,12 @@ from typing import Any
 
 import grpc
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from control_plane.store.sqlite import migrations
 from floe import Client
 from floe.errors import RpcError
 from floe.v1 import common_pb2, datasets_pb2, keys_pb2, tenants_pb2
-from tests.helpers import ROOT, ControlPlaneProcess, eventually
+from tests.helpers import ROOT, ControlPlaneProcess, eventually, metric_value
 
 StartCP = Callable[..., ControlPlaneProcess]
 
@@ -51,17 +50,6 @@ def http_json(address: str, path: str) -> tuple[int, Any]:
     status, ctype, body = http_get(address, path)
     assert ctype.startswith("application/json"), (path, ctype)
     return status, json.loads(body)
-
-
-def metric_value(address: str, name: str, **labels: str) -> float:
-    """The value of one sample on /metrics (0 when the series does not exist yet)."""
-    status, _, body = http_get(address, "/metrics")
-    assert status == 200
-    for family in text_string_to_metric_families(body.decode()):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return 0.0
 
 
 def client(cp: ControlPlaneProcess, key: str | None = None, *, token: str | None = None) -> Client:

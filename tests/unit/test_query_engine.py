@@ -182,7 +182,7 @@ def _view_sources(engine: Engine) -> list[str]:
     while True:
         idle = [db for dbs in engine._databases._idle.values() for db in dbs]
         if idle or time.monotonic() > deadline:
-            return [db.view[0][1] for db in idle if db.view is not None]
+            return [str(db.view[0][1]) for db in idle if db.view is not None]
         time.sleep(0.01)
 
 

@@ -177,13 +177,21 @@ def test_cross_field_checks_report_every_problem_at_once() -> None:
     with pytest.raises(ConfigError) as exc:
         load(
             flags={"log_level": "loud", "log_format": "xml", "access_token_ttl": "0s", "max_message_bytes": "1024"},
-            environ={"FLOE_AUTH_FAILURE_BURST": "0"},
+            environ={"FLOE_AUTH_FAILURE_BURST": "0", "FLOE_QUERY_GRANT_TTL": "2h"},
         )
     problems = problems_of(exc)
     text = "\n".join(problems)
-    for name in ("log_level", "log_format", "access_token_ttl", "auth_failure_burst", "max_message_bytes"):
+    names = (
+        "log_level",
+        "log_format",
+        "access_token_ttl",
+        "auth_failure_burst",
+        "max_message_bytes",
+        "query_grant_ttl",
+    )
+    for name in names:
         assert name in text, (name, problems)
-    assert len(problems) == 5, problems
+    assert len(problems) == 6, problems
 
 
 def test_direct_construction_is_validated_too() -> None:

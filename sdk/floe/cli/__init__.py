@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             ca_file=args.ca_file,
             cert_file=args.cert_file,
             key_file=args.key_file,
+            # One query per process: a grant and a second connection would cost more than they save.
+            direct_queries=False,
         ) as client:
             return getattr(args, "run_with_client", run_resource_command)(args, client)
     except RpcError as exc:

@@ -29,7 +29,8 @@ class QueryServiceStub:
     """QueryService runs read-only SQL (DuckDB dialect) over a dataset's Parquet
     files. Clients call the control plane, which authorizes the caller and
     forwards the call to a healthy query agent; the agent only serves calls
-    forwarded by its control plane.
+    forwarded by its control plane, or ExecuteQuery calls carrying a grant the
+    control plane issued (IssueQueryGrant), which saves one gRPC hop.
 
     Isolation: a query reads exactly one dataset of the caller's tenant. The
     SQL must be a single SELECT whose only table is the dataset (by its id, or
@@ -64,13 +65,19 @@ class QueryServiceStub:
                 request_serializer=floe_dot_v1_dot_query__pb2.GetLimitsRequest.SerializeToString,
                 response_deserializer=floe_dot_v1_dot_query__pb2.GetLimitsResponse.FromString,
                 _registered_method=True)
+        self.IssueQueryGrant = channel.unary_unary(
+                '/floe.v1.QueryService/IssueQueryGrant',
+                request_serializer=floe_dot_v1_dot_query__pb2.IssueQueryGrantRequest.SerializeToString,
+                response_deserializer=floe_dot_v1_dot_query__pb2.IssueQueryGrantResponse.FromString,
+                _registered_method=True)
 
 
 class QueryServiceServicer:
     """QueryService runs read-only SQL (DuckDB dialect) over a dataset's Parquet
     files. Clients call the control plane, which authorizes the caller and
     forwards the call to a healthy query agent; the agent only serves calls
-    forwarded by its control plane.
+    forwarded by its control plane, or ExecuteQuery calls carrying a grant the
+    control plane issued (IssueQueryGrant), which saves one gRPC hop.
 
     Isolation: a query reads exactly one dataset of the caller's tenant. The
     SQL must be a single SELECT whose only table is the dataset (by its id, or
@@ -113,6 +120,18 @@ class QueryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IssueQueryGrant(self, request, context):
+        """A short-lived grant to call ExecuteQuery for one dataset directly on a
+        query agent: send `grant.token` as the `x-floe-query-grant` metadata (and no
+        other credential) to `grant.endpoint`. The caller needs read access to the
+        dataset, as for ExecuteQuery. Control plane only (query agents answer
+        UNIMPLEMENTED). FAILED_PRECONDITION when the control plane issues no
+        grants (`query_grant_ttl` 0): call ExecuteQuery on the control plane.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -136,6 +155,11 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     request_deserializer=floe_dot_v1_dot_query__pb2.GetLimitsRequest.FromString,
                     response_serializer=floe_dot_v1_dot_query__pb2.GetLimitsResponse.SerializeToString,
             ),
+            'IssueQueryGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueQueryGrant,
+                    request_deserializer=floe_dot_v1_dot_query__pb2.IssueQueryGrantRequest.FromString,
+                    response_serializer=floe_dot_v1_dot_query__pb2.IssueQueryGrantResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'floe.v1.QueryService', rpc_method_handlers)
@@ -148,7 +172,8 @@ class QueryService:
     """QueryService runs read-only SQL (DuckDB dialect) over a dataset's Parquet
     files. Clients call the control plane, which authorizes the caller and
     forwards the call to a healthy query agent; the agent only serves calls
-    forwarded by its control plane.
+    forwarded by its control plane, or ExecuteQuery calls carrying a grant the
+    control plane issued (IssueQueryGrant), which saves one gRPC hop.
 
     Isolation: a query reads exactly one dataset of the caller's tenant. The
     SQL must be a single SELECT whose only table is the dataset (by its id, or
@@ -255,6 +280,33 @@ class QueryService:
             '/floe.v1.QueryService/GetLimits',
             floe_dot_v1_dot_query__pb2.GetLimitsRequest.SerializeToString,
             floe_dot_v1_dot_query__pb2.GetLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueQueryGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/floe.v1.QueryService/IssueQueryGrant',
+            floe_dot_v1_dot_query__pb2.IssueQueryGrantRequest.SerializeToString,
+            floe_dot_v1_dot_query__pb2.IssueQueryGrantResponse.FromString,
             options,
             channel_credentials,
             insecure,

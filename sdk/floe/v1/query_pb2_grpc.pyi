@@ -30,7 +30,8 @@ class QueryServiceStub:
     """QueryService runs read-only SQL (DuckDB dialect) over a dataset's Parquet
     files. Clients call the control plane, which authorizes the caller and
     forwards the call to a healthy query agent; the agent only serves calls
-    forwarded by its control plane.
+    forwarded by its control plane, or ExecuteQuery calls carrying a grant the
+    control plane issued (IssueQueryGrant), which saves one gRPC hop.
 
     Isolation: a query reads exactly one dataset of the caller's tenant. The
     SQL must be a single SELECT whose only table is the dataset (by its id, or
@@ -58,13 +59,22 @@ class QueryServiceStub:
     """The datasets of a tenant that have Parquet files, with their sizes."""
     GetLimits: _grpc.UnaryUnaryMultiCallable[_query_pb2.GetLimitsRequest, _query_pb2.GetLimitsResponse]
     """The limits queries run under."""
+    IssueQueryGrant: _grpc.UnaryUnaryMultiCallable[_query_pb2.IssueQueryGrantRequest, _query_pb2.IssueQueryGrantResponse]
+    """A short-lived grant to call ExecuteQuery for one dataset directly on a
+    query agent: send `grant.token` as the `x-floe-query-grant` metadata (and no
+    other credential) to `grant.endpoint`. The caller needs read access to the
+    dataset, as for ExecuteQuery. Control plane only (query agents answer
+    UNIMPLEMENTED). FAILED_PRECONDITION when the control plane issues no
+    grants (`query_grant_ttl` 0): call ExecuteQuery on the control plane.
+    """
 
 @_typing.type_check_only
 class QueryServiceAsyncStub(QueryServiceStub):
     """QueryService runs read-only SQL (DuckDB dialect) over a dataset's Parquet
     files. Clients call the control plane, which authorizes the caller and
     forwards the call to a healthy query agent; the agent only serves calls
-    forwarded by its control plane.
+    forwarded by its control plane, or ExecuteQuery calls carrying a grant the
+    control plane issued (IssueQueryGrant), which saves one gRPC hop.
 
     Isolation: a query reads exactly one dataset of the caller's tenant. The
     SQL must be a single SELECT whose only table is the dataset (by its id, or
@@ -89,12 +99,21 @@ class QueryServiceAsyncStub(QueryServiceStub):
     """The datasets of a tenant that have Parquet files, with their sizes."""
     GetLimits: _aio.UnaryUnaryMultiCallable[_query_pb2.GetLimitsRequest, _query_pb2.GetLimitsResponse]  # type: ignore[assignment]
     """The limits queries run under."""
+    IssueQueryGrant: _aio.UnaryUnaryMultiCallable[_query_pb2.IssueQueryGrantRequest, _query_pb2.IssueQueryGrantResponse]  # type: ignore[assignment]
+    """A short-lived grant to call ExecuteQuery for one dataset directly on a
+    query agent: send `grant.token` as the `x-floe-query-grant` metadata (and no
+    other credential) to `grant.endpoint`. The caller needs read access to the
+    dataset, as for ExecuteQuery. Control plane only (query agents answer
+    UNIMPLEMENTED). FAILED_PRECONDITION when the control plane issues no
+    grants (`query_grant_ttl` 0): call ExecuteQuery on the control plane.
+    """
 
 class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
     """QueryService runs read-only SQL (DuckDB dialect) over a dataset's Parquet
     files. Clients call the control plane, which authorizes the caller and
     forwards the call to a healthy query agent; the agent only serves calls
-    forwarded by its control plane.
+    forwarded by its control plane, or ExecuteQuery calls carrying a grant the
+    control plane issued (IssueQueryGrant), which saves one gRPC hop.
 
     Isolation: a query reads exactly one dataset of the caller's tenant. The
     SQL must be a single SELECT whose only table is the dataset (by its id, or
@@ -141,5 +160,19 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_query_pb2.GetLimitsResponse, _abc.Awaitable[_query_pb2.GetLimitsResponse]]:
         """The limits queries run under."""
+
+    @_abc_1.abstractmethod
+    def IssueQueryGrant(
+        self,
+        request: _query_pb2.IssueQueryGrantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_pb2.IssueQueryGrantResponse, _abc.Awaitable[_query_pb2.IssueQueryGrantResponse]]:
+        """A short-lived grant to call ExecuteQuery for one dataset directly on a
+        query agent: send `grant.token` as the `x-floe-query-grant` metadata (and no
+        other credential) to `grant.endpoint`. The caller needs read access to the
+        dataset, as for ExecuteQuery. Control plane only (query agents answer
+        UNIMPLEMENTED). FAILED_PRECONDITION when the control plane issues no
+        grants (`query_grant_ttl` 0): call ExecuteQuery on the control plane.
+        """
 
 def add_QueryServiceServicer_to_server(servicer: QueryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
