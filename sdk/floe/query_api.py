@@ -177,25 +177,17 @@ class QueryApi(_Api):
         c = self._c
         deadline = timeout or max(c.timeout, 120.0)
         route = await self.routes.route(req.dataset)
-        if route is not None:
-            started = False
-            call = self.routes.stub(route).ExecuteQuery(req, metadata=route.metadata, timeout=deadline)
-            try:
-                async for response in call:
-                    started = True
-                    yield response
-                return
-            except grpc.RpcError as exc:
-                err = from_grpc_error(exc)
-                if started or not falls_back(err.code):
-                    raise err from None
-                self.routes.avoid(req.dataset)  # and this query goes through the control plane
-            finally:
-                call.cancel()
         backoff = Backoff(0.1, 5.0)
-        for attempt in range(c.retries + 1):
+        # A direct attempt first when there is a route; then up to 1 + retries through the control plane.
+        last = c.retries + (route is not None)
+        for attempt in range(last + 1):
+            direct = route is not None and attempt == 0
+            if direct:
+                assert route is not None
+                call = self.routes.stub(route).ExecuteQuery(req, metadata=route.metadata, timeout=deadline)
+            else:
+                call = self._stub.ExecuteQuery(req, metadata=c.metadata, timeout=deadline)
             started = False
-            call = self._stub.ExecuteQuery(req, metadata=c.metadata, timeout=deadline)
             try:
                 async for response in call:
                     started = True
@@ -203,7 +195,10 @@ class QueryApi(_Api):
                 return
             except grpc.RpcError as exc:
                 err = from_grpc_error(exc)
-                if started or err.code != grpc.StatusCode.UNAVAILABLE or attempt == c.retries:
+                if direct and not started and falls_back(err.code):
+                    self.routes.avoid(req.dataset)  # and this query goes through the control plane
+                    continue
+                if started or err.code != grpc.StatusCode.UNAVAILABLE or attempt == last:
                     raise err from None
             finally:
                 call.cancel()  # the consumer stopped early: end the query now; a no-op once done
@@ -301,29 +296,19 @@ class BlockingQueryApi:
         deadline = timeout or max(c.timeout, 120.0)
         routes = self._api.routes
         route = routes.route_blocking(req.dataset)
-        if route is not None:
-            collected = _Collector(json)
-            started = False
-            call = routes.stub_blocking(route).ExecuteQuery(req, metadata=route.metadata, timeout=deadline)
-            try:
-                for response in call:
-                    started = True
-                    if collected.add(response):
-                        break
-                return collected.result()
-            except grpc.RpcError as exc:
-                err = from_grpc_error(exc)
-                if started or not falls_back(err.code):
-                    raise err from None
-                routes.avoid(req.dataset)  # and this query goes through the control plane
-            finally:
-                call.cancel()
-        stub = query_pb2_grpc.QueryServiceStub(c.sync_channel())
         backoff = Backoff(0.1, 5.0)
-        for attempt in range(c.retries + 1):
+        # A direct attempt first when there is a route; then up to 1 + retries through the control plane.
+        last = c.retries + (route is not None)
+        for attempt in range(last + 1):
+            direct = route is not None and attempt == 0
+            if direct:
+                assert route is not None
+                call = routes.stub_blocking(route).ExecuteQuery(req, metadata=route.metadata, timeout=deadline)
+            else:
+                stub = query_pb2_grpc.QueryServiceStub(c.sync_channel())
+                call = stub.ExecuteQuery(req, metadata=c.metadata, timeout=deadline)
             collected = _Collector(json)
             started = False
-            call = stub.ExecuteQuery(req, metadata=c.metadata, timeout=deadline)
             try:
                 for response in call:
                     started = True
@@ -332,7 +317,10 @@ class BlockingQueryApi:
                 return collected.result()
             except grpc.RpcError as exc:
                 err = from_grpc_error(exc)
-                if started or err.code != grpc.StatusCode.UNAVAILABLE or attempt == c.retries:
+                if direct and not started and falls_back(err.code):
+                    routes.avoid(req.dataset)  # and this query goes through the control plane
+                    continue
+                if started or err.code != grpc.StatusCode.UNAVAILABLE or attempt == last:
                     raise err from None
             finally:
                 call.cancel()  # ends the call at once when the caller is interrupted; a no-op when done
