@@ -30,12 +30,12 @@ from collections.abc import Iterable
 import grpc
 
 from agents.query.errors import QueryError
+from floe.query_direct import GRANT_HEADER
 
 __all__ = ["CALLER_HEADER", "GRANT_HEADER", "SIGNATURE_HEADER", "Verifier", "grant", "new_secret", "sign"]
 
 SIGNATURE_HEADER = "x-floe-forward-signature"
 CALLER_HEADER = "x-floe-forward-caller"
-GRANT_HEADER = "x-floe-query-grant"
 #: How long a signature is good for; generous for clock steps, short for replays.
 TTL_SECONDS = 60
 _SKEW = 5
