@@ -18,6 +18,7 @@ with mutual TLS configured it is off (a plaintext port would bypass client certi
 from __future__ import annotations
 
 import base64
+import logging
 import struct
 from typing import Any
 
@@ -28,6 +29,8 @@ from google.protobuf import descriptor_pool
 from control_plane.auth.ratelimit import BRIDGE_HEADER, BRIDGE_TOKEN
 
 __all__ = ["GrpcWebBridge"]
+
+log = logging.getLogger(__name__)
 
 _CONTENT_TYPES = ("application/grpc-web+proto", "application/grpc-web")
 _FORWARDED = ("authorization", "x-user-agent", "x-grpc-web", "grpc-timeout")
@@ -128,6 +131,8 @@ class GrpcWebBridge:
         except (ConnectionResetError, OSError):  # the browser went away: end the upstream call
             if call is not None:
                 call.cancel()
-            raise
+            # Routine (a page closed or reloaded while a stream was open): not an error to log.
+            log.debug("gRPC-web client went away", extra={"method": path})
+            return response
         await response.write_eof()
         return response
