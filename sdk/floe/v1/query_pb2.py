@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x66loe/v1/query.proto\x12\x07\x66loe.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\")\n\x16IssueQueryGrantRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\"=\n\x17IssueQueryGrantResponse\x12\"\n\x05grant\x18\x01 \x01(\x0b\x32\x13.floe.v1.QueryGrant\"\x8b\x01\n\nQueryGrant\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x0b\n\x03tls\x18\x03 \x01(\x08\x12\r\n\x05token\x18\x04 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61gent\x18\x06 \x01(\t\"\x82\x02\n\x13\x45xecuteQueryRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\r\n\x03sql\x18\x02 \x01(\tH\x00\x12\x12\n\x08question\x18\x03 \x01(\tH\x00\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08max_rows\x18\x06 \x01(\x03\x12%\n\x06\x66ormat\x18\x07 \x01(\x0e\x32\x15.floe.v1.ResultFormat\x12\x17\n\x0fsingle_response\x18\x08 \x01(\x08\x42\x07\n\x05query\"\xc2\x01\n\x14\x45xecuteQueryResponse\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x14.floe.v1.QueryHeaderH\x00\x12%\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x14.floe.v1.ResultChunkH\x00\x12(\n\x07summary\x18\x03 \x01(\x0b\x32\x15.floe.v1.QuerySummaryH\x00\x12&\n\x06result\x18\x04 \x01(\x0b\x32\x14.floe.v1.QueryResultH\x00\x42\t\n\x07payload\"\x80\x01\n\x0bQueryResult\x12$\n\x06header\x18\x01 \x01(\x0b\x32\x14.floe.v1.QueryHeader\x12#\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x14.floe.v1.ResultChunk\x12&\n\x07summary\x18\x03 \x01(\x0b\x32\x15.floe.v1.QuerySummary\"$\n\x06\x43olumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\"\xce\x01\n\x0bQueryHeader\x12 \n\x07\x63olumns\x18\x01 \x03(\x0b\x32\x0f.floe.v1.Column\x12\x0b\n\x03sql\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x66iles\x18\x05 \x01(\x03\x12\x14\n\x0c\x61rrow_schema\x18\x06 \x01(\x0c\x12\r\n\x05notes\x18\x07 \x03(\t\"G\n\x0bResultChunk\x12\x11\n\tarrow_ipc\x18\x01 \x01(\x0c\x12%\n\x04rows\x18\x02 \x03(\x0b\x32\x17.google.protobuf.Struct\"\xa8\x01\n\x0cQuerySummary\x12\x11\n\trow_count\x18\x01 \x01(\x03\x12\x15\n\rbytes_scanned\x18\x02 \x01(\x03\x12*\n\x07\x65lapsed\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\ttruncated\x18\x04 \x01(\x08\x12\x18\n\x10truncated_reason\x18\x05 \x01(\t\x12\x15\n\rfiles_scanned\x18\x06 \x01(\x03\"#\n\x10GetSchemaRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\"U\n\x11GetSchemaResponse\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12 \n\x07\x63olumns\x18\x02 \x03(\x0b\x32\x0f.floe.v1.Column\x12\r\n\x05\x66iles\x18\x03 \x01(\x03\".\n\x1cListQueryableDatasetsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\"L\n\x1dListQueryableDatasetsResponse\x12+\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x19.floe.v1.QueryableDataset\"\x9c\x01\n\x10QueryableDataset\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66iles\x18\x02 \x01(\x03\x12\r\n\x05\x62ytes\x18\x03 \x01(\x03\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x12\n\x10GetLimitsRequest\"\xe8\x01\n\x11GetLimitsResponse\x12\x31\n\x0emax_time_range\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08max_rows\x18\x02 \x01(\x03\x12\x16\n\x0e\x61llow_order_by\x18\x03 \x01(\x08\x12\x34\n\x11statement_timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cmemory_limit\x18\x05 \x01(\t\x12\x0f\n\x07threads\x18\x06 \x01(\x05\x12\x19\n\x11questions_enabled\x18\x07 \x01(\x08*^\n\x0cResultFormat\x12\x1d\n\x19RESULT_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n\x13RESULT_FORMAT_ARROW\x10\x01\x12\x16\n\x12RESULT_FORMAT_JSON\x10\x02\x32\xa3\x03\n\x0cQueryService\x12M\n\x0c\x45xecuteQuery\x12\x1c.floe.v1.ExecuteQueryRequest\x1a\x1d.floe.v1.ExecuteQueryResponse0\x01\x12\x42\n\tGetSchema\x12\x19.floe.v1.GetSchemaRequest\x1a\x1a.floe.v1.GetSchemaResponse\x12\x66\n\x15ListQueryableDatasets\x12%.floe.v1.ListQueryableDatasetsRequest\x1a&.floe.v1.ListQueryableDatasetsResponse\x12\x42\n\tGetLimits\x12\x19.floe.v1.GetLimitsRequest\x1a\x1a.floe.v1.GetLimitsResponse\x12T\n\x0fIssueQueryGrant\x12\x1f.floe.v1.IssueQueryGrantRequest\x1a .floe.v1.IssueQueryGrantResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x66loe/v1/query.proto\x12\x07\x66loe.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x02\n\x13\x45xecuteQueryRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\r\n\x03sql\x18\x02 \x01(\tH\x00\x12\x12\n\x08question\x18\x03 \x01(\tH\x00\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08max_rows\x18\x06 \x01(\x03\x12%\n\x06\x66ormat\x18\x07 \x01(\x0e\x32\x15.floe.v1.ResultFormat\x12\x17\n\x0fsingle_response\x18\x08 \x01(\x08\x42\x07\n\x05query\"\xc2\x01\n\x14\x45xecuteQueryResponse\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x14.floe.v1.QueryHeaderH\x00\x12%\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x14.floe.v1.ResultChunkH\x00\x12(\n\x07summary\x18\x03 \x01(\x0b\x32\x15.floe.v1.QuerySummaryH\x00\x12&\n\x06result\x18\x04 \x01(\x0b\x32\x14.floe.v1.QueryResultH\x00\x42\t\n\x07payload\"\x80\x01\n\x0bQueryResult\x12$\n\x06header\x18\x01 \x01(\x0b\x32\x14.floe.v1.QueryHeader\x12#\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x14.floe.v1.ResultChunk\x12&\n\x07summary\x18\x03 \x01(\x0b\x32\x15.floe.v1.QuerySummary\"$\n\x06\x43olumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\"\xce\x01\n\x0bQueryHeader\x12 \n\x07\x63olumns\x18\x01 \x03(\x0b\x32\x0f.floe.v1.Column\x12\x0b\n\x03sql\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x66iles\x18\x05 \x01(\x03\x12\x14\n\x0c\x61rrow_schema\x18\x06 \x01(\x0c\x12\r\n\x05notes\x18\x07 \x03(\t\"G\n\x0bResultChunk\x12\x11\n\tarrow_ipc\x18\x01 \x01(\x0c\x12%\n\x04rows\x18\x02 \x03(\x0b\x32\x17.google.protobuf.Struct\"\xa8\x01\n\x0cQuerySummary\x12\x11\n\trow_count\x18\x01 \x01(\x03\x12\x15\n\rbytes_scanned\x18\x02 \x01(\x03\x12*\n\x07\x65lapsed\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\ttruncated\x18\x04 \x01(\x08\x12\x18\n\x10truncated_reason\x18\x05 \x01(\t\x12\x15\n\rfiles_scanned\x18\x06 \x01(\x03\"#\n\x10GetSchemaRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\"U\n\x11GetSchemaResponse\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12 \n\x07\x63olumns\x18\x02 \x03(\x0b\x32\x0f.floe.v1.Column\x12\r\n\x05\x66iles\x18\x03 \x01(\x03\".\n\x1cListQueryableDatasetsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\"L\n\x1dListQueryableDatasetsResponse\x12+\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x19.floe.v1.QueryableDataset\"\x9c\x01\n\x10QueryableDataset\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66iles\x18\x02 \x01(\x03\x12\r\n\x05\x62ytes\x18\x03 \x01(\x03\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x12\n\x10GetLimitsRequest\"\xe8\x01\n\x11GetLimitsResponse\x12\x31\n\x0emax_time_range\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08max_rows\x18\x02 \x01(\x03\x12\x16\n\x0e\x61llow_order_by\x18\x03 \x01(\x08\x12\x34\n\x11statement_timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cmemory_limit\x18\x05 \x01(\t\x12\x0f\n\x07threads\x18\x06 \x01(\x05\x12\x19\n\x11questions_enabled\x18\x07 \x01(\x08\")\n\x16IssueQueryGrantRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\"=\n\x17IssueQueryGrantResponse\x12\"\n\x05grant\x18\x01 \x01(\x0b\x32\x13.floe.v1.QueryGrant\"\x8b\x01\n\nQueryGrant\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x0b\n\x03tls\x18\x03 \x01(\x08\x12\r\n\x05token\x18\x04 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61gent\x18\x06 \x01(\t*^\n\x0cResultFormat\x12\x1d\n\x19RESULT_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n\x13RESULT_FORMAT_ARROW\x10\x01\x12\x16\n\x12RESULT_FORMAT_JSON\x10\x02\x32\xa3\x03\n\x0cQueryService\x12M\n\x0c\x45xecuteQuery\x12\x1c.floe.v1.ExecuteQueryRequest\x1a\x1d.floe.v1.ExecuteQueryResponse0\x01\x12\x42\n\tGetSchema\x12\x19.floe.v1.GetSchemaRequest\x1a\x1a.floe.v1.GetSchemaResponse\x12\x66\n\x15ListQueryableDatasets\x12%.floe.v1.ListQueryableDatasetsRequest\x1a&.floe.v1.ListQueryableDatasetsResponse\x12\x42\n\tGetLimits\x12\x19.floe.v1.GetLimitsRequest\x1a\x1a.floe.v1.GetLimitsResponse\x12T\n\x0fIssueQueryGrant\x12\x1f.floe.v1.IssueQueryGrantRequest\x1a .floe.v1.IssueQueryGrantResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,40 +36,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RESULTFORMAT']._serialized_start=2119
   _globals['_RESULTFORMAT']._serialized_end=2213
-  _globals['_ISSUEQUERYGRANTREQUEST']._serialized_start=127
-  _globals['_ISSUEQUERYGRANTREQUEST']._serialized_end=168
-  _globals['_ISSUEQUERYGRANTRESPONSE']._serialized_start=170
-  _globals['_ISSUEQUERYGRANTRESPONSE']._serialized_end=231
-  _globals['_QUERYGRANT']._serialized_start=234
-  _globals['_QUERYGRANT']._serialized_end=373
-  _globals['_EXECUTEQUERYREQUEST']._serialized_start=376
-  _globals['_EXECUTEQUERYREQUEST']._serialized_end=634
-  _globals['_EXECUTEQUERYRESPONSE']._serialized_start=637
-  _globals['_EXECUTEQUERYRESPONSE']._serialized_end=831
-  _globals['_QUERYRESULT']._serialized_start=834
-  _globals['_QUERYRESULT']._serialized_end=962
-  _globals['_COLUMN']._serialized_start=964
-  _globals['_COLUMN']._serialized_end=1000
-  _globals['_QUERYHEADER']._serialized_start=1003
-  _globals['_QUERYHEADER']._serialized_end=1209
-  _globals['_RESULTCHUNK']._serialized_start=1211
-  _globals['_RESULTCHUNK']._serialized_end=1282
-  _globals['_QUERYSUMMARY']._serialized_start=1285
-  _globals['_QUERYSUMMARY']._serialized_end=1453
-  _globals['_GETSCHEMAREQUEST']._serialized_start=1455
-  _globals['_GETSCHEMAREQUEST']._serialized_end=1490
-  _globals['_GETSCHEMARESPONSE']._serialized_start=1492
-  _globals['_GETSCHEMARESPONSE']._serialized_end=1577
-  _globals['_LISTQUERYABLEDATASETSREQUEST']._serialized_start=1579
-  _globals['_LISTQUERYABLEDATASETSREQUEST']._serialized_end=1625
-  _globals['_LISTQUERYABLEDATASETSRESPONSE']._serialized_start=1627
-  _globals['_LISTQUERYABLEDATASETSRESPONSE']._serialized_end=1703
-  _globals['_QUERYABLEDATASET']._serialized_start=1706
-  _globals['_QUERYABLEDATASET']._serialized_end=1862
-  _globals['_GETLIMITSREQUEST']._serialized_start=1864
-  _globals['_GETLIMITSREQUEST']._serialized_end=1882
-  _globals['_GETLIMITSRESPONSE']._serialized_start=1885
-  _globals['_GETLIMITSRESPONSE']._serialized_end=2117
+  _globals['_EXECUTEQUERYREQUEST']._serialized_start=128
+  _globals['_EXECUTEQUERYREQUEST']._serialized_end=386
+  _globals['_EXECUTEQUERYRESPONSE']._serialized_start=389
+  _globals['_EXECUTEQUERYRESPONSE']._serialized_end=583
+  _globals['_QUERYRESULT']._serialized_start=586
+  _globals['_QUERYRESULT']._serialized_end=714
+  _globals['_COLUMN']._serialized_start=716
+  _globals['_COLUMN']._serialized_end=752
+  _globals['_QUERYHEADER']._serialized_start=755
+  _globals['_QUERYHEADER']._serialized_end=961
+  _globals['_RESULTCHUNK']._serialized_start=963
+  _globals['_RESULTCHUNK']._serialized_end=1034
+  _globals['_QUERYSUMMARY']._serialized_start=1037
+  _globals['_QUERYSUMMARY']._serialized_end=1205
+  _globals['_GETSCHEMAREQUEST']._serialized_start=1207
+  _globals['_GETSCHEMAREQUEST']._serialized_end=1242
+  _globals['_GETSCHEMARESPONSE']._serialized_start=1244
+  _globals['_GETSCHEMARESPONSE']._serialized_end=1329
+  _globals['_LISTQUERYABLEDATASETSREQUEST']._serialized_start=1331
+  _globals['_LISTQUERYABLEDATASETSREQUEST']._serialized_end=1377
+  _globals['_LISTQUERYABLEDATASETSRESPONSE']._serialized_start=1379
+  _globals['_LISTQUERYABLEDATASETSRESPONSE']._serialized_end=1455
+  _globals['_QUERYABLEDATASET']._serialized_start=1458
+  _globals['_QUERYABLEDATASET']._serialized_end=1614
+  _globals['_GETLIMITSREQUEST']._serialized_start=1616
+  _globals['_GETLIMITSREQUEST']._serialized_end=1634
+  _globals['_GETLIMITSRESPONSE']._serialized_start=1637
+  _globals['_GETLIMITSRESPONSE']._serialized_end=1869
+  _globals['_ISSUEQUERYGRANTREQUEST']._serialized_start=1871
+  _globals['_ISSUEQUERYGRANTREQUEST']._serialized_end=1912
+  _globals['_ISSUEQUERYGRANTRESPONSE']._serialized_start=1914
+  _globals['_ISSUEQUERYGRANTRESPONSE']._serialized_end=1975
+  _globals['_QUERYGRANT']._serialized_start=1978
+  _globals['_QUERYGRANT']._serialized_end=2117
   _globals['_QUERYSERVICE']._serialized_start=2216
   _globals['_QUERYSERVICE']._serialized_end=2635
 # @@protoc_insertion_point(module_scope)

@@ -47,91 +47,6 @@ RESULT_FORMAT_JSON: ResultFormat.ValueType  # 2
 Global___ResultFormat: _TypeAlias = ResultFormat  # noqa: Y015
 
 @_typing.final
-class IssueQueryGrantRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    DATASET_FIELD_NUMBER: _builtins.int
-    dataset: _builtins.str
-    """tenants/{tenant}/datasets/{dataset}"""
-    def __init__(
-        self,
-        *,
-        dataset: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___IssueQueryGrantRequest: _TypeAlias = IssueQueryGrantRequest  # noqa: Y015
-
-@_typing.final
-class IssueQueryGrantResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    GRANT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def grant(self) -> Global___QueryGrant: ...
-    def __init__(
-        self,
-        *,
-        grant: Global___QueryGrant | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["grant", b"grant"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["grant", b"grant"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___IssueQueryGrantResponse: _TypeAlias = IssueQueryGrantResponse  # noqa: Y015
-
-@_typing.final
-class QueryGrant(_message.Message):
-    """Lets its holder run ExecuteQuery on one dataset at one query agent until
-    `expire_time`. It is a bearer credential: keep it like an API key. It stays
-    valid until it expires even if the key it was issued to is revoked.
-    """
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    DATASET_FIELD_NUMBER: _builtins.int
-    ENDPOINT_FIELD_NUMBER: _builtins.int
-    TLS_FIELD_NUMBER: _builtins.int
-    TOKEN_FIELD_NUMBER: _builtins.int
-    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
-    AGENT_FIELD_NUMBER: _builtins.int
-    dataset: _builtins.str
-    """tenants/{tenant}/datasets/{dataset}"""
-    endpoint: _builtins.str
-    """host:port of the query agent's gRPC port."""
-    tls: _builtins.bool
-    """Whether `endpoint` serves TLS."""
-    token: _builtins.str
-    """The value of the `x-floe-query-grant` metadata."""
-    agent: _builtins.str
-    """The query agent (agents/{agent})."""
-    @_builtins.property
-    def expire_time(self) -> _timestamp_pb2.Timestamp: ...
-    def __init__(
-        self,
-        *,
-        dataset: _builtins.str = ...,
-        endpoint: _builtins.str = ...,
-        tls: _builtins.bool = ...,
-        token: _builtins.str = ...,
-        expire_time: _timestamp_pb2.Timestamp | None = ...,
-        agent: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "dataset", b"dataset", "endpoint", b"endpoint", "expire_time", b"expire_time", "tls", b"tls", "token", b"token"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___QueryGrant: _TypeAlias = QueryGrant  # noqa: Y015
-
-@_typing.final
 class ExecuteQueryRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -591,3 +506,88 @@ class GetLimitsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetLimitsResponse: _TypeAlias = GetLimitsResponse  # noqa: Y015
+
+@_typing.final
+class IssueQueryGrantRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASET_FIELD_NUMBER: _builtins.int
+    dataset: _builtins.str
+    """tenants/{tenant}/datasets/{dataset}"""
+    def __init__(
+        self,
+        *,
+        dataset: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueQueryGrantRequest: _TypeAlias = IssueQueryGrantRequest  # noqa: Y015
+
+@_typing.final
+class IssueQueryGrantResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRANT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def grant(self) -> Global___QueryGrant: ...
+    def __init__(
+        self,
+        *,
+        grant: Global___QueryGrant | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["grant", b"grant"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grant", b"grant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueQueryGrantResponse: _TypeAlias = IssueQueryGrantResponse  # noqa: Y015
+
+@_typing.final
+class QueryGrant(_message.Message):
+    """Lets its holder run ExecuteQuery on one dataset at one query agent until
+    `expire_time`. It is a bearer credential: keep it like an API key. It stays
+    valid until it expires even if the key it was issued to is revoked.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASET_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    TLS_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    AGENT_FIELD_NUMBER: _builtins.int
+    dataset: _builtins.str
+    """tenants/{tenant}/datasets/{dataset}"""
+    endpoint: _builtins.str
+    """host:port of the query agent's gRPC port."""
+    tls: _builtins.bool
+    """Whether `endpoint` serves TLS."""
+    token: _builtins.str
+    """The value of the `x-floe-query-grant` metadata."""
+    agent: _builtins.str
+    """The query agent (agents/{agent})."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        dataset: _builtins.str = ...,
+        endpoint: _builtins.str = ...,
+        tls: _builtins.bool = ...,
+        token: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        agent: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "dataset", b"dataset", "endpoint", b"endpoint", "expire_time", b"expire_time", "tls", b"tls", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryGrant: _TypeAlias = QueryGrant  # noqa: Y015

@@ -12,99 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file floe/v1/query.proto.
  */
 export const file_floe_v1_query: GenFile = /*@__PURE__*/
-  fileDesc("ChNmbG9lL3YxL3F1ZXJ5LnByb3RvEgdmbG9lLnYxIikKFklzc3VlUXVlcnlHcmFudFJlcXVlc3QSDwoHZGF0YXNldBgBIAEoCSI9ChdJc3N1ZVF1ZXJ5R3JhbnRSZXNwb25zZRIiCgVncmFudBgBIAEoCzITLmZsb2UudjEuUXVlcnlHcmFudCKLAQoKUXVlcnlHcmFudBIPCgdkYXRhc2V0GAEgASgJEhAKCGVuZHBvaW50GAIgASgJEgsKA3RscxgDIAEoCBINCgV0b2tlbhgEIAEoCRIvCgtleHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFYWdlbnQYBiABKAkiggIKE0V4ZWN1dGVRdWVyeVJlcXVlc3QSDwoHZGF0YXNldBgBIAEoCRINCgNzcWwYAiABKAlIABISCghxdWVzdGlvbhgDIAEoCUgAEi4KCnN0YXJ0X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghtYXhfcm93cxgGIAEoAxIlCgZmb3JtYXQYByABKA4yFS5mbG9lLnYxLlJlc3VsdEZvcm1hdBIXCg9zaW5nbGVfcmVzcG9uc2UYCCABKAhCBwoFcXVlcnkiwgEKFEV4ZWN1dGVRdWVyeVJlc3BvbnNlEiYKBmhlYWRlchgBIAEoCzIULmZsb2UudjEuUXVlcnlIZWFkZXJIABIlCgVjaHVuaxgCIAEoCzIULmZsb2UudjEuUmVzdWx0Q2h1bmtIABIoCgdzdW1tYXJ5GAMgASgLMhUuZmxvZS52MS5RdWVyeVN1bW1hcnlIABImCgZyZXN1bHQYBCABKAsyFC5mbG9lLnYxLlF1ZXJ5UmVzdWx0SABCCQoHcGF5bG9hZCKAAQoLUXVlcnlSZXN1bHQSJAoGaGVhZGVyGAEgASgLMhQuZmxvZS52MS5RdWVyeUhlYWRlchIjCgVjaHVuaxgCIAEoCzIULmZsb2UudjEuUmVzdWx0Q2h1bmsSJgoHc3VtbWFyeRgDIAEoCzIVLmZsb2UudjEuUXVlcnlTdW1tYXJ5IiQKBkNvbHVtbhIMCgRuYW1lGAEgASgJEgwKBHR5cGUYAiABKAkizgEKC1F1ZXJ5SGVhZGVyEiAKB2NvbHVtbnMYASADKAsyDy5mbG9lLnYxLkNvbHVtbhILCgNzcWwYAiABKAkSLgoKc3RhcnRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWZpbGVzGAUgASgDEhQKDGFycm93X3NjaGVtYRgGIAEoDBINCgVub3RlcxgHIAMoCSJHCgtSZXN1bHRDaHVuaxIRCglhcnJvd19pcGMYASABKAwSJQoEcm93cxgCIAMoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiqAEKDFF1ZXJ5U3VtbWFyeRIRCglyb3dfY291bnQYASABKAMSFQoNYnl0ZXNfc2Nhbm5lZBgCIAEoAxIqCgdlbGFwc2VkGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhEKCXRydW5jYXRlZBgEIAEoCBIYChB0cnVuY2F0ZWRfcmVhc29uGAUgASgJEhUKDWZpbGVzX3NjYW5uZWQYBiABKAMiIwoQR2V0U2NoZW1hUmVxdWVzdBIPCgdkYXRhc2V0GAEgASgJIlUKEUdldFNjaGVtYVJlc3BvbnNlEg8KB2RhdGFzZXQYASABKAkSIAoHY29sdW1ucxgCIAMoCzIPLmZsb2UudjEuQ29sdW1uEg0KBWZpbGVzGAMgASgDIi4KHExpc3RRdWVyeWFibGVEYXRhc2V0c1JlcXVlc3QSDgoGcGFyZW50GAEgASgJIkwKHUxpc3RRdWVyeWFibGVEYXRhc2V0c1Jlc3BvbnNlEisKCGRhdGFzZXRzGAEgAygLMhkuZmxvZS52MS5RdWVyeWFibGVEYXRhc2V0IpwBChBRdWVyeWFibGVEYXRhc2V0EgwKBG5hbWUYASABKAkSDQoFZmlsZXMYAiABKAMSDQoFYnl0ZXMYAyABKAMSLgoKc3RhcnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhIKEEdldExpbWl0c1JlcXVlc3Qi6AEKEUdldExpbWl0c1Jlc3BvbnNlEjEKDm1heF90aW1lX3JhbmdlGAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhAKCG1heF9yb3dzGAIgASgDEhYKDmFsbG93X29yZGVyX2J5GAMgASgIEjQKEXN0YXRlbWVudF90aW1lb3V0GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDG1lbW9yeV9saW1pdBgFIAEoCRIPCgd0aHJlYWRzGAYgASgFEhkKEXF1ZXN0aW9uc19lbmFibGVkGAcgASgIKl4KDFJlc3VsdEZvcm1hdBIdChlSRVNVTFRfRk9STUFUX1VOU1BFQ0lGSUVEEAASFwoTUkVTVUxUX0ZPUk1BVF9BUlJPVxABEhYKElJFU1VMVF9GT1JNQVRfSlNPThACMqMDCgxRdWVyeVNlcnZpY2USTQoMRXhlY3V0ZVF1ZXJ5EhwuZmxvZS52MS5FeGVjdXRlUXVlcnlSZXF1ZXN0Gh0uZmxvZS52MS5FeGVjdXRlUXVlcnlSZXNwb25zZTABEkIKCUdldFNjaGVtYRIZLmZsb2UudjEuR2V0U2NoZW1hUmVxdWVzdBoaLmZsb2UudjEuR2V0U2NoZW1hUmVzcG9uc2USZgoVTGlzdFF1ZXJ5YWJsZURhdGFzZXRzEiUuZmxvZS52MS5MaXN0UXVlcnlhYmxlRGF0YXNldHNSZXF1ZXN0GiYuZmxvZS52MS5MaXN0UXVlcnlhYmxlRGF0YXNldHNSZXNwb25zZRJCCglHZXRMaW1pdHMSGS5mbG9lLnYxLkdldExpbWl0c1JlcXVlc3QaGi5mbG9lLnYxLkdldExpbWl0c1Jlc3BvbnNlElQKD0lzc3VlUXVlcnlHcmFudBIfLmZsb2UudjEuSXNzdWVRdWVyeUdyYW50UmVxdWVzdBogLmZsb2UudjEuSXNzdWVRdWVyeUdyYW50UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
-
-/**
- * @generated from message floe.v1.IssueQueryGrantRequest
- */
-export type IssueQueryGrantRequest = Message<"floe.v1.IssueQueryGrantRequest"> & {
-  /**
-   * tenants/{tenant}/datasets/{dataset}
-   *
-   * @generated from field: string dataset = 1;
-   */
-  dataset: string;
-};
-
-/**
- * Describes the message floe.v1.IssueQueryGrantRequest.
- * Use `create(IssueQueryGrantRequestSchema)` to create a new message.
- */
-export const IssueQueryGrantRequestSchema: GenMessage<IssueQueryGrantRequest> = /*@__PURE__*/
-  messageDesc(file_floe_v1_query, 0);
-
-/**
- * @generated from message floe.v1.IssueQueryGrantResponse
- */
-export type IssueQueryGrantResponse = Message<"floe.v1.IssueQueryGrantResponse"> & {
-  /**
-   * @generated from field: floe.v1.QueryGrant grant = 1;
-   */
-  grant?: QueryGrant | undefined;
-};
-
-/**
- * Describes the message floe.v1.IssueQueryGrantResponse.
- * Use `create(IssueQueryGrantResponseSchema)` to create a new message.
- */
-export const IssueQueryGrantResponseSchema: GenMessage<IssueQueryGrantResponse> = /*@__PURE__*/
-  messageDesc(file_floe_v1_query, 1);
-
-/**
- * Lets its holder run ExecuteQuery on one dataset at one query agent until
- * `expire_time`. It is a bearer credential: keep it like an API key. It stays
- * valid until it expires even if the key it was issued to is revoked.
- *
- * @generated from message floe.v1.QueryGrant
- */
-export type QueryGrant = Message<"floe.v1.QueryGrant"> & {
-  /**
-   * tenants/{tenant}/datasets/{dataset}
-   *
-   * @generated from field: string dataset = 1;
-   */
-  dataset: string;
-
-  /**
-   * host:port of the query agent's gRPC port.
-   *
-   * @generated from field: string endpoint = 2;
-   */
-  endpoint: string;
-
-  /**
-   * Whether `endpoint` serves TLS.
-   *
-   * @generated from field: bool tls = 3;
-   */
-  tls: boolean;
-
-  /**
-   * The value of the `x-floe-query-grant` metadata.
-   *
-   * @generated from field: string token = 4;
-   */
-  token: string;
-
-  /**
-   * @generated from field: google.protobuf.Timestamp expire_time = 5;
-   */
-  expireTime?: Timestamp | undefined;
-
-  /**
-   * The query agent (agents/{agent}).
-   *
-   * @generated from field: string agent = 6;
-   */
-  agent: string;
-};
-
-/**
- * Describes the message floe.v1.QueryGrant.
- * Use `create(QueryGrantSchema)` to create a new message.
- */
-export const QueryGrantSchema: GenMessage<QueryGrant> = /*@__PURE__*/
-  messageDesc(file_floe_v1_query, 2);
+  fileDesc("ChNmbG9lL3YxL3F1ZXJ5LnByb3RvEgdmbG9lLnYxIoICChNFeGVjdXRlUXVlcnlSZXF1ZXN0Eg8KB2RhdGFzZXQYASABKAkSDQoDc3FsGAIgASgJSAASEgoIcXVlc3Rpb24YAyABKAlIABIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIbWF4X3Jvd3MYBiABKAMSJQoGZm9ybWF0GAcgASgOMhUuZmxvZS52MS5SZXN1bHRGb3JtYXQSFwoPc2luZ2xlX3Jlc3BvbnNlGAggASgIQgcKBXF1ZXJ5IsIBChRFeGVjdXRlUXVlcnlSZXNwb25zZRImCgZoZWFkZXIYASABKAsyFC5mbG9lLnYxLlF1ZXJ5SGVhZGVySAASJQoFY2h1bmsYAiABKAsyFC5mbG9lLnYxLlJlc3VsdENodW5rSAASKAoHc3VtbWFyeRgDIAEoCzIVLmZsb2UudjEuUXVlcnlTdW1tYXJ5SAASJgoGcmVzdWx0GAQgASgLMhQuZmxvZS52MS5RdWVyeVJlc3VsdEgAQgkKB3BheWxvYWQigAEKC1F1ZXJ5UmVzdWx0EiQKBmhlYWRlchgBIAEoCzIULmZsb2UudjEuUXVlcnlIZWFkZXISIwoFY2h1bmsYAiABKAsyFC5mbG9lLnYxLlJlc3VsdENodW5rEiYKB3N1bW1hcnkYAyABKAsyFS5mbG9lLnYxLlF1ZXJ5U3VtbWFyeSIkCgZDb2x1bW4SDAoEbmFtZRgBIAEoCRIMCgR0eXBlGAIgASgJIs4BCgtRdWVyeUhlYWRlchIgCgdjb2x1bW5zGAEgAygLMg8uZmxvZS52MS5Db2x1bW4SCwoDc3FsGAIgASgJEi4KCnN0YXJ0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVmaWxlcxgFIAEoAxIUCgxhcnJvd19zY2hlbWEYBiABKAwSDQoFbm90ZXMYByADKAkiRwoLUmVzdWx0Q2h1bmsSEQoJYXJyb3dfaXBjGAEgASgMEiUKBHJvd3MYAiADKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IqgBCgxRdWVyeVN1bW1hcnkSEQoJcm93X2NvdW50GAEgASgDEhUKDWJ5dGVzX3NjYW5uZWQYAiABKAMSKgoHZWxhcHNlZBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIRCgl0cnVuY2F0ZWQYBCABKAgSGAoQdHJ1bmNhdGVkX3JlYXNvbhgFIAEoCRIVCg1maWxlc19zY2FubmVkGAYgASgDIiMKEEdldFNjaGVtYVJlcXVlc3QSDwoHZGF0YXNldBgBIAEoCSJVChFHZXRTY2hlbWFSZXNwb25zZRIPCgdkYXRhc2V0GAEgASgJEiAKB2NvbHVtbnMYAiADKAsyDy5mbG9lLnYxLkNvbHVtbhINCgVmaWxlcxgDIAEoAyIuChxMaXN0UXVlcnlhYmxlRGF0YXNldHNSZXF1ZXN0Eg4KBnBhcmVudBgBIAEoCSJMCh1MaXN0UXVlcnlhYmxlRGF0YXNldHNSZXNwb25zZRIrCghkYXRhc2V0cxgBIAMoCzIZLmZsb2UudjEuUXVlcnlhYmxlRGF0YXNldCKcAQoQUXVlcnlhYmxlRGF0YXNldBIMCgRuYW1lGAEgASgJEg0KBWZpbGVzGAIgASgDEg0KBWJ5dGVzGAMgASgDEi4KCnN0YXJ0X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCISChBHZXRMaW1pdHNSZXF1ZXN0IugBChFHZXRMaW1pdHNSZXNwb25zZRIxCg5tYXhfdGltZV9yYW5nZRgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIQCghtYXhfcm93cxgCIAEoAxIWCg5hbGxvd19vcmRlcl9ieRgDIAEoCBI0ChFzdGF0ZW1lbnRfdGltZW91dBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxtZW1vcnlfbGltaXQYBSABKAkSDwoHdGhyZWFkcxgGIAEoBRIZChFxdWVzdGlvbnNfZW5hYmxlZBgHIAEoCCIpChZJc3N1ZVF1ZXJ5R3JhbnRSZXF1ZXN0Eg8KB2RhdGFzZXQYASABKAkiPQoXSXNzdWVRdWVyeUdyYW50UmVzcG9uc2USIgoFZ3JhbnQYASABKAsyEy5mbG9lLnYxLlF1ZXJ5R3JhbnQiiwEKClF1ZXJ5R3JhbnQSDwoHZGF0YXNldBgBIAEoCRIQCghlbmRwb2ludBgCIAEoCRILCgN0bHMYAyABKAgSDQoFdG9rZW4YBCABKAkSLwoLZXhwaXJlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWFnZW50GAYgASgJKl4KDFJlc3VsdEZvcm1hdBIdChlSRVNVTFRfRk9STUFUX1VOU1BFQ0lGSUVEEAASFwoTUkVTVUxUX0ZPUk1BVF9BUlJPVxABEhYKElJFU1VMVF9GT1JNQVRfSlNPThACMqMDCgxRdWVyeVNlcnZpY2USTQoMRXhlY3V0ZVF1ZXJ5EhwuZmxvZS52MS5FeGVjdXRlUXVlcnlSZXF1ZXN0Gh0uZmxvZS52MS5FeGVjdXRlUXVlcnlSZXNwb25zZTABEkIKCUdldFNjaGVtYRIZLmZsb2UudjEuR2V0U2NoZW1hUmVxdWVzdBoaLmZsb2UudjEuR2V0U2NoZW1hUmVzcG9uc2USZgoVTGlzdFF1ZXJ5YWJsZURhdGFzZXRzEiUuZmxvZS52MS5MaXN0UXVlcnlhYmxlRGF0YXNldHNSZXF1ZXN0GiYuZmxvZS52MS5MaXN0UXVlcnlhYmxlRGF0YXNldHNSZXNwb25zZRJCCglHZXRMaW1pdHMSGS5mbG9lLnYxLkdldExpbWl0c1JlcXVlc3QaGi5mbG9lLnYxLkdldExpbWl0c1Jlc3BvbnNlElQKD0lzc3VlUXVlcnlHcmFudBIfLmZsb2UudjEuSXNzdWVRdWVyeUdyYW50UmVxdWVzdBogLmZsb2UudjEuSXNzdWVRdWVyeUdyYW50UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message floe.v1.ExecuteQueryRequest
@@ -182,7 +90,7 @@ export type ExecuteQueryRequest = Message<"floe.v1.ExecuteQueryRequest"> & {
  * Use `create(ExecuteQueryRequestSchema)` to create a new message.
  */
 export const ExecuteQueryRequestSchema: GenMessage<ExecuteQueryRequest> = /*@__PURE__*/
-  messageDesc(file_floe_v1_query, 3);
+  messageDesc(file_floe_v1_query, 0);
 
 /**
  * @generated from message floe.v1.ExecuteQueryResponse
@@ -230,7 +138,7 @@ export type ExecuteQueryResponse = Message<"floe.v1.ExecuteQueryResponse"> & {
  * Use `create(ExecuteQueryResponseSchema)` to create a new message.
  */
 export const ExecuteQueryResponseSchema: GenMessage<ExecuteQueryResponse> = /*@__PURE__*/
-  messageDesc(file_floe_v1_query, 4);
+  messageDesc(file_floe_v1_query, 1);
 
 /**
  * A whole answer: what the header, the one chunk and the summary would carry.
@@ -261,7 +169,7 @@ export type QueryResult = Message<"floe.v1.QueryResult"> & {
  * Use `create(QueryResultSchema)` to create a new message.
  */
 export const QueryResultSchema: GenMessage<QueryResult> = /*@__PURE__*/
-  messageDesc(file_floe_v1_query, 5);
+  messageDesc(file_floe_v1_query, 2);
 
 /**
  * A result or dataset column.
@@ -287,7 +195,7 @@ export type Column = Message<"floe.v1.Column"> & {
  * Use `create(ColumnSchema)` to create a new message.
  */
 export const ColumnSchema: GenMessage<Column> = /*@__PURE__*/
-  messageDesc(file_floe_v1_query, 6);
+  messageDesc(file_floe_v1_query, 3);
 
 /**
  * @generated from message floe.v1.QueryHeader
@@ -345,7 +253,7 @@ export type QueryHeader = Message<"floe.v1.QueryHeader"> & {
  * Use `create(QueryHeaderSchema)` to create a new message.
  */
 export const QueryHeaderSchema: GenMessage<QueryHeader> = /*@__PURE__*/
-  messageDesc(file_floe_v1_query, 7);
+  messageDesc(file_floe_v1_query, 4);
 
 /**
  * @generated from message floe.v1.ResultChunk
@@ -372,7 +280,7 @@ export type ResultChunk = Message<"floe.v1.ResultChunk"> & {
  * Use `create(ResultChunkSchema)` to create a new message.
  */
 export const ResultChunkSchema: GenMessage<ResultChunk> = /*@__PURE__*/
-  messageDesc(file_floe_v1_query, 8);
+  messageDesc(file_floe_v1_query, 5);
 
 /**
  * @generated from message floe.v1.QuerySummary
@@ -420,7 +328,7 @@ export type QuerySummary = Message<"floe.v1.QuerySummary"> & {
  * Use `create(QuerySummarySchema)` to create a new message.
  */
 export const QuerySummarySchema: GenMessage<QuerySummary> = /*@__PURE__*/
-  messageDesc(file_floe_v1_query, 9);
+  messageDesc(file_floe_v1_query, 6);
 
 /**
  * @generated from message floe.v1.GetSchemaRequest
@@ -439,7 +347,7 @@ export type GetSchemaRequest = Message<"floe.v1.GetSchemaRequest"> & {
  * Use `create(GetSchemaRequestSchema)` to create a new message.
  */
 export const GetSchemaRequestSchema: GenMessage<GetSchemaRequest> = /*@__PURE__*/
-  messageDesc(file_floe_v1_query, 10);
+  messageDesc(file_floe_v1_query, 7);
 
 /**
  * @generated from message floe.v1.GetSchemaResponse
@@ -468,7 +376,7 @@ export type GetSchemaResponse = Message<"floe.v1.GetSchemaResponse"> & {
  * Use `create(GetSchemaResponseSchema)` to create a new message.
  */
 export const GetSchemaResponseSchema: GenMessage<GetSchemaResponse> = /*@__PURE__*/
-  messageDesc(file_floe_v1_query, 11);
+  messageDesc(file_floe_v1_query, 8);
 
 /**
  * @generated from message floe.v1.ListQueryableDatasetsRequest
@@ -487,7 +395,7 @@ export type ListQueryableDatasetsRequest = Message<"floe.v1.ListQueryableDataset
  * Use `create(ListQueryableDatasetsRequestSchema)` to create a new message.
  */
 export const ListQueryableDatasetsRequestSchema: GenMessage<ListQueryableDatasetsRequest> = /*@__PURE__*/
-  messageDesc(file_floe_v1_query, 12);
+  messageDesc(file_floe_v1_query, 9);
 
 /**
  * @generated from message floe.v1.ListQueryableDatasetsResponse
@@ -504,7 +412,7 @@ export type ListQueryableDatasetsResponse = Message<"floe.v1.ListQueryableDatase
  * Use `create(ListQueryableDatasetsResponseSchema)` to create a new message.
  */
 export const ListQueryableDatasetsResponseSchema: GenMessage<ListQueryableDatasetsResponse> = /*@__PURE__*/
-  messageDesc(file_floe_v1_query, 13);
+  messageDesc(file_floe_v1_query, 10);
 
 /**
  * A dataset that has Parquet files.
@@ -547,7 +455,7 @@ export type QueryableDataset = Message<"floe.v1.QueryableDataset"> & {
  * Use `create(QueryableDatasetSchema)` to create a new message.
  */
 export const QueryableDatasetSchema: GenMessage<QueryableDataset> = /*@__PURE__*/
-  messageDesc(file_floe_v1_query, 14);
+  messageDesc(file_floe_v1_query, 11);
 
 /**
  * @generated from message floe.v1.GetLimitsRequest
@@ -560,7 +468,7 @@ export type GetLimitsRequest = Message<"floe.v1.GetLimitsRequest"> & {
  * Use `create(GetLimitsRequestSchema)` to create a new message.
  */
 export const GetLimitsRequestSchema: GenMessage<GetLimitsRequest> = /*@__PURE__*/
-  messageDesc(file_floe_v1_query, 15);
+  messageDesc(file_floe_v1_query, 12);
 
 /**
  * @generated from message floe.v1.GetLimitsResponse
@@ -613,6 +521,98 @@ export type GetLimitsResponse = Message<"floe.v1.GetLimitsResponse"> & {
  * Use `create(GetLimitsResponseSchema)` to create a new message.
  */
 export const GetLimitsResponseSchema: GenMessage<GetLimitsResponse> = /*@__PURE__*/
+  messageDesc(file_floe_v1_query, 13);
+
+/**
+ * @generated from message floe.v1.IssueQueryGrantRequest
+ */
+export type IssueQueryGrantRequest = Message<"floe.v1.IssueQueryGrantRequest"> & {
+  /**
+   * tenants/{tenant}/datasets/{dataset}
+   *
+   * @generated from field: string dataset = 1;
+   */
+  dataset: string;
+};
+
+/**
+ * Describes the message floe.v1.IssueQueryGrantRequest.
+ * Use `create(IssueQueryGrantRequestSchema)` to create a new message.
+ */
+export const IssueQueryGrantRequestSchema: GenMessage<IssueQueryGrantRequest> = /*@__PURE__*/
+  messageDesc(file_floe_v1_query, 14);
+
+/**
+ * @generated from message floe.v1.IssueQueryGrantResponse
+ */
+export type IssueQueryGrantResponse = Message<"floe.v1.IssueQueryGrantResponse"> & {
+  /**
+   * @generated from field: floe.v1.QueryGrant grant = 1;
+   */
+  grant?: QueryGrant | undefined;
+};
+
+/**
+ * Describes the message floe.v1.IssueQueryGrantResponse.
+ * Use `create(IssueQueryGrantResponseSchema)` to create a new message.
+ */
+export const IssueQueryGrantResponseSchema: GenMessage<IssueQueryGrantResponse> = /*@__PURE__*/
+  messageDesc(file_floe_v1_query, 15);
+
+/**
+ * Lets its holder run ExecuteQuery on one dataset at one query agent until
+ * `expire_time`. It is a bearer credential: keep it like an API key. It stays
+ * valid until it expires even if the key it was issued to is revoked.
+ *
+ * @generated from message floe.v1.QueryGrant
+ */
+export type QueryGrant = Message<"floe.v1.QueryGrant"> & {
+  /**
+   * tenants/{tenant}/datasets/{dataset}
+   *
+   * @generated from field: string dataset = 1;
+   */
+  dataset: string;
+
+  /**
+   * host:port of the query agent's gRPC port.
+   *
+   * @generated from field: string endpoint = 2;
+   */
+  endpoint: string;
+
+  /**
+   * Whether `endpoint` serves TLS.
+   *
+   * @generated from field: bool tls = 3;
+   */
+  tls: boolean;
+
+  /**
+   * The value of the `x-floe-query-grant` metadata.
+   *
+   * @generated from field: string token = 4;
+   */
+  token: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expire_time = 5;
+   */
+  expireTime?: Timestamp | undefined;
+
+  /**
+   * The query agent (agents/{agent}).
+   *
+   * @generated from field: string agent = 6;
+   */
+  agent: string;
+};
+
+/**
+ * Describes the message floe.v1.QueryGrant.
+ * Use `create(QueryGrantSchema)` to create a new message.
+ */
+export const QueryGrantSchema: GenMessage<QueryGrant> = /*@__PURE__*/
   messageDesc(file_floe_v1_query, 16);
 
 /**
