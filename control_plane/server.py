@@ -106,6 +106,7 @@ class ControlPlane:
         self._server: grpc.aio.Server | None = None
         self._http: web.AppRunner | None = None
         self._grpcweb = GrpcWebBridge()
+        self._query: QueryServicer | None = None
         self._housekeeper = Housekeeper(
             self.store, lease_retention=settings.lease_retention, interval=settings.housekeeping_interval
         )
@@ -166,8 +167,8 @@ class ControlPlane:
         agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(self.fleet, connects), api)
         fleet_pb2_grpc.add_FleetServiceServicer_to_server(FleetServicer(self.fleet), api)
         work_pb2_grpc.add_WorkServiceServicer_to_server(WorkServicer(self.store), api)
-        query = QueryServicer(self.store, self.fleet, s.query_ca_file, s.query_grant_ttl)
-        query_pb2_grpc.add_QueryServiceServicer_to_server(query, api)
+        self._query = QueryServicer(self.store, self.fleet, s.query_ca_file, s.query_grant_ttl)
+        query_pb2_grpc.add_QueryServiceServicer_to_server(self._query, api)
         grpc_health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (
@@ -254,6 +255,8 @@ class ControlPlane:
             await self._http.cleanup()
             self._http = None
         await self._grpcweb.close()
+        if self._query is not None:
+            await self._query.close()  # its channels to query agents
         await self._housekeeper.stop()
         await self.store.close()
         log.info("Control plane stopped")

@@ -35,6 +35,7 @@ from control_plane.core.names import parse_dataset_name, parse_tenant_name
 from control_plane.fleet.registry import AgentEntry, AgentRegistry
 from control_plane.services.common import principal
 from control_plane.store import Store
+from floe.client import open_channel
 from floe.errors import from_grpc_error
 from floe.v1 import agent_pb2, query_pb2, query_pb2_grpc
 
@@ -88,30 +89,23 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         self._grant_ttl = min(grant_ttl, MAX_GRANT_SECONDS)
         #: Verifies query agents that serve TLS (``query_ca_file``; None: the system's CAs).
         self._ca = ca_file.read_bytes() if ca_file is not None else None
-        self._channels: dict[tuple[str, bool], grpc.aio.Channel] = {}
-        self._stubs: dict[tuple[str, bool], query_pb2_grpc.QueryServiceStub] = {}
+        #: (address, tls) -> the channel to that agent and its stub.
+        self._agents: dict[tuple[str, bool], tuple[grpc.aio.Channel, query_pb2_grpc.QueryServiceStub]] = {}
 
     def _stub(self, entry: AgentEntry) -> query_pb2_grpc.QueryServiceStub:
         """A stub for the agent's advertised address, over TLS when the agent serves it."""
-        key = (entry.endpoints[_ENDPOINT], entry.endpoints.get(_TLS) == "1")
-        stub = self._stubs.get(key)
-        if stub is None:
-            address, tls = key
-            options = [("grpc.max_receive_message_length", 64 << 20)]
-            if tls:
-                creds = grpc.ssl_channel_credentials(root_certificates=self._ca)
-                channel = grpc.aio.secure_channel(address, creds, options=options)
-            else:
-                channel = grpc.aio.insecure_channel(address, options=options)
-            self._channels[key] = channel
-            stub = self._stubs[key] = query_pb2_grpc.QueryServiceStub(channel)
-        return stub
+        address, tls = key = (entry.endpoints[_ENDPOINT], entry.endpoints.get(_TLS) == "1")
+        known = self._agents.get(key)
+        if known is None:
+            creds = grpc.ssl_channel_credentials(root_certificates=self._ca) if tls else None
+            channel = open_channel(grpc.aio, address, creds, [("grpc.max_receive_message_length", 64 << 20)])
+            known = self._agents[key] = (channel, query_pb2_grpc.QueryServiceStub(channel))
+        return known[1]
 
     async def close(self) -> None:
-        for channel in self._channels.values():
+        agents, self._agents = list(self._agents.values()), {}
+        for channel, _ in agents:
             await channel.close()
-        self._channels.clear()
-        self._stubs.clear()
 
     def _targets(self, tenant: str) -> list[AgentEntry]:
         found = self._fleet.serving(agent_pb2.AGENT_KIND_QUERY, _ENDPOINT, tenant)

@@ -47,7 +47,7 @@ from floe.v1 import (
     work_pb2_grpc,
 )
 
-__all__ = ["DEFAULT_TARGET", "AsyncClient", "Client", "channel_credentials"]
+__all__ = ["DEFAULT_TARGET", "AsyncClient", "Client", "channel_credentials", "open_channel"]
 
 DEFAULT_TARGET = "127.0.0.1:9090"
 R = TypeVar("R")
@@ -87,6 +87,14 @@ def channel_credentials(
         Path(key_file).read_bytes() if key_file else None,
         Path(cert_file).read_bytes() if cert_file else None,
     )
+
+
+def open_channel(api: Any, target: str, credentials: grpc.ChannelCredentials | None, options: Any) -> Any:
+    """A channel from ``api`` (``grpc`` or ``grpc.aio``) to ``target``: over TLS with
+    ``credentials``, plaintext when they are None."""
+    if credentials is None:
+        return api.insecure_channel(target, options=options)
+    return api.secure_channel(target, credentials, options=options)
 
 
 class _Api:
@@ -449,10 +457,7 @@ class AsyncClient:
         #: Channel options and TLS credentials (None: plaintext) of every channel the client opens.
         self.options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
         self.credentials = channel_credentials(ca_file, cert_file, key_file) if tls or ca_file or cert_file else None
-        if self.credentials is not None:
-            self._channel = grpc.aio.secure_channel(target, self.credentials, options=self.options)
-        else:
-            self._channel = grpc.aio.insecure_channel(target, options=self.options)
+        self._channel: grpc.aio.Channel = open_channel(grpc.aio, target, self.credentials, self.options)
         self._sync_channel: grpc.Channel | None = None
         self._sync_lock = threading.Lock()
         self.stubs = _Stubs(self._channel)
@@ -480,10 +485,7 @@ class AsyncClient:
         and closed with the client: blocking calls on it skip the hop into the event loop's thread."""
         with self._sync_lock:
             if self._sync_channel is None:
-                if self.credentials is not None:
-                    self._sync_channel = grpc.secure_channel(self.target, self.credentials, options=self.options)
-                else:
-                    self._sync_channel = grpc.insecure_channel(self.target, options=self.options)
+                self._sync_channel = open_channel(grpc, self.target, self.credentials, self.options)
             return self._sync_channel
 
     @property

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from floe.client import open_channel
 from floe.v1 import query_pb2, query_pb2_grpc
 
 if TYPE_CHECKING:
@@ -215,10 +216,9 @@ class Routes:
         """A channel to the route's agent from ``api`` (``grpc`` or ``grpc.aio``): over TLS with
         the client's own credentials (its CA verifies the agent too), or the system's CAs when
         the client talks to the control plane without TLS."""
-        if not route.tls:
-            return api.insecure_channel(route.endpoint, options=self._client.options)
-        creds = self._client.credentials or grpc.ssl_channel_credentials()
-        return api.secure_channel(route.endpoint, creds, options=self._client.options)
+        c = self._client
+        creds = (c.credentials or grpc.ssl_channel_credentials()) if route.tls else None
+        return open_channel(api, route.endpoint, creds, c.options)
 
     def _connected_blocking(self, route: Route) -> bool:
         key = (route.endpoint, route.tls)
