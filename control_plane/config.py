@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from agents.query.forwarding import MAX_GRANT_SECONDS
 from floe.settings import ConfigError, parse_host_port, setting
 
 __all__ = ["LOG_LEVELS", "ControlPlaneSettings"]
@@ -101,8 +102,8 @@ class ControlPlaneSettings:
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"{name}: must be greater than zero")
-        if not 0 <= self.query_grant_ttl <= 3600:
-            problems.append("query_grant_ttl: must be between 0 (no grants) and 1h")
+        if not 0 <= self.query_grant_ttl <= MAX_GRANT_SECONDS:
+            problems.append(f"query_grant_ttl: must be between 0 (no grants) and {MAX_GRANT_SECONDS}s")
         if self.lease_retention < 0:
             problems.append("lease_retention: must be >= 0 (0 keeps finished leases forever)")
         if self.auth_failure_burst < 1 or self.auth_failure_rate <= 0:

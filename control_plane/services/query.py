@@ -29,7 +29,7 @@ from typing import Any
 
 import grpc
 
-from agents.query.forwarding import MAX_GRANT_SECONDS, grant, sign
+from agents.query.forwarding import grant, sign
 from control_plane.core.errors import FailedPrecondition, FloeError, NotFound
 from control_plane.core.names import parse_dataset_name, parse_tenant_name
 from control_plane.fleet.registry import AgentEntry, AgentRegistry
@@ -85,8 +85,8 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     ) -> None:
         self._store = store
         self._fleet = fleet
-        #: Lifetime of query grants (``query_grant_ttl``; 0: none are issued).
-        self._grant_ttl = min(grant_ttl, MAX_GRANT_SECONDS)
+        #: Lifetime of query grants (``query_grant_ttl``, bounded by the settings; 0: none are issued).
+        self._grant_ttl = grant_ttl
         #: Verifies query agents that serve TLS (``query_ca_file``; None: the system's CAs).
         self._ca = ca_file.read_bytes() if ca_file is not None else None
         #: (address, tls) -> the channel to that agent and its stub.
