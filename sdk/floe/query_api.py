@@ -34,7 +34,7 @@ from google.protobuf import json_format, timestamp_pb2
 from floe.backoff import Backoff
 from floe.client import AsyncClient, _Api, _Blocking, _Loop
 from floe.errors import from_grpc_error
-from floe.query_direct import Routes, falls_back
+from floe.query_direct import Routes, after_failure
 from floe.v1 import query_pb2, query_pb2_grpc
 
 __all__ = ["BlockingQueryApi", "QueryApi", "QueryResult", "dataset_name"]
@@ -195,11 +195,12 @@ class QueryApi(_Api):
                 return
             except grpc.RpcError as exc:
                 err = from_grpc_error(exc)
-                if direct and not started and falls_back(err.code):
+                step = after_failure(direct=direct, started=started, code=err.code, last=attempt == last)
+                if step == "raise":
+                    raise err from None
+                if step == "fall back":
                     self.routes.avoid(req.dataset)  # and this query goes through the control plane
                     continue
-                if started or err.code != grpc.StatusCode.UNAVAILABLE or attempt == last:
-                    raise err from None
             finally:
                 call.cancel()  # the consumer stopped early: end the query now; a no-op once done
             await asyncio.sleep(backoff.delay(err.retry_after))
@@ -317,11 +318,12 @@ class BlockingQueryApi:
                 return collected.result()
             except grpc.RpcError as exc:
                 err = from_grpc_error(exc)
-                if direct and not started and falls_back(err.code):
+                step = after_failure(direct=direct, started=started, code=err.code, last=attempt == last)
+                if step == "raise":
+                    raise err from None
+                if step == "fall back":
                     routes.avoid(req.dataset)  # and this query goes through the control plane
                     continue
-                if started or err.code != grpc.StatusCode.UNAVAILABLE or attempt == last:
-                    raise err from None
             finally:
                 call.cancel()  # ends the call at once when the caller is interrupted; a no-op when done
             time.sleep(backoff.delay(err.retry_after))

@@ -32,7 +32,7 @@ from floe.v1 import query_pb2, query_pb2_grpc
 if TYPE_CHECKING:
     from floe.client import AsyncClient
 
-__all__ = ["GRANT_HEADER", "Route", "Routes", "falls_back"]
+__all__ = ["GRANT_HEADER", "Route", "Routes", "after_failure"]
 
 GRANT_HEADER = "x-floe-query-grant"
 #: After going direct failed for a dataset, how long its queries go through the control plane
@@ -91,10 +91,15 @@ async def _ready(channel: grpc.aio.Channel) -> bool:
         return False
 
 
-def falls_back(code: grpc.StatusCode | None) -> bool:
-    """Whether a direct call that failed with ``code`` before any response should be sent again
-    through the control plane."""
-    return code in _FALL_BACK
+def after_failure(*, direct: bool, started: bool, code: grpc.StatusCode, last: bool) -> str:
+    """What a query client does when an attempt fails: ``"fall back"`` (a direct attempt that
+    cannot work: the control plane next, at once), ``"retry"`` (UNAVAILABLE before any
+    response, attempts left: after a backoff) or ``"raise"``."""
+    if direct and not started and code in _FALL_BACK:
+        return "fall back"
+    if started or code != grpc.StatusCode.UNAVAILABLE or last:
+        return "raise"
+    return "retry"
 
 
 @dataclass(frozen=True)
