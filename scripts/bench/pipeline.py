@@ -45,6 +45,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(ROOT))
 
 from scripts.bench._common import machine_cpu  # noqa: E402
+from tests.upkit import Up, endpoint  # noqa: E402
 
 TENANT, DATASET = "bench", "syslog"
 TICK = 0.02
@@ -74,35 +75,6 @@ def _sender(port: int, rate: int, seconds: float, first: int, out: Any) -> None:
             time.sleep(ahead)
     sock.close()
     out.put(log)
-
-
-def _up(work: Path, parquet_max_age: str) -> tuple[Any, dict[str, Any]]:
-    import subprocess
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOE_")}
-    if parquet_max_age:
-        env["FLOE_PARQUET_MAX_AGE"] = parquet_max_age
-    log = (work / "up.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "floe.cli", "up", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
-         "--log-level", "warning"],
-        cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    data = work / "floe-data"
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"floe up exited with {proc.returncode}; see {work / 'up.log'}")
-        try:
-            info = json.loads((data / "agents" / "connector" / "agent.json").read_text())
-            cp = json.loads((data / "control-plane.json").read_text())
-            if info.get("pid") and cp.get("grpc"):
-                return proc, cp
-        except (OSError, ValueError):
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError("floe up did not start within 120 s")
-        time.sleep(0.2)
 
 
 def _free_port() -> int:
@@ -191,11 +163,12 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="floe-bench-pipeline-") as tmp:
         work = Path(tmp)
-        proc, cp = _up(work, args.parquet_max_age)
+        up = Up(work, **({"FLOE_PARQUET_MAX_AGE": args.parquet_max_age} if args.parquet_max_age else {}))
         try:
+            grpc_address = endpoint(up.read_until("Press Ctrl-C", timeout=120), "control plane gRPC")
             admin_key = (work / "floe-data" / "admin.key").read_text().strip()
             port = _free_port()
-            with Client(cp["grpc"], api_key=admin_key, timeout=60) as client:
+            with Client(grpc_address, api_key=admin_key, timeout=60) as client:
                 client.tenants.create(TENANT)
                 source = datasets_pb2.Source(type=datasets_pb2.SOURCE_TYPE_SYSLOG_TCP, bind_host="127.0.0.1", port=port)
                 client.datasets.create(
@@ -244,11 +217,10 @@ def main() -> int:
                 print("BENCH_JSON " + json.dumps(results))
                 return 0 if all(r["lost"] == 0 and r["distinct"] == r["sent"] for r in results) else 1
         finally:
-            proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(60)
-            except Exception:
-                proc.kill()
+                up.stop(signal.SIGTERM, timeout=60)
+            finally:
+                up.kill()
 
 
 if __name__ == "__main__":
